@@ -1,0 +1,34 @@
+"""Check Kaldi data directories (utils/validate_data_dir.sh calls this); exit 1 naming every problem."""
+
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+from zipper.data.kaldi_dir import DataDirError, validate_data_dir
+from zipper.utils.cli import make_parser, parse_and_setup, run_main, str2bool
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser():
+    parser = make_parser(__doc__)
+    parser.add_argument("data_dirs", nargs="+", help="data directories to check")
+    parser.add_argument("--no_text", action="store_true", help="the data dir has no transcripts (unpaired speech)")
+    parser.add_argument("--no_wav", action="store_true", help="the data dir has no audio (unpaired text)")
+    parser.add_argument("--check_audio", type=str2bool, default=False,
+                        help="also open every recording and check its sample rate")
+    parser.add_argument("--fs", type=int, default=None, help="expected sample rate (with --check_audio)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_and_setup(get_parser(), argv)
+    for d in args.data_dirs:
+        n = validate_data_dir(d, need_text=not args.no_text, need_wav=not args.no_wav,
+                              check_audio=args.check_audio, fs=args.fs)
+        logger.info("%s: ok (%d utterances)", d, n)
+
+
+if __name__ == "__main__":
+    run_main(main, expected_errors=(DataDirError,))
