@@ -1,0 +1,65 @@
+"""Read the audio a `wav.scp` value points at: a file soundfile can open (wav, flac, ogg) or a Kaldi pipe `cmd |`.
+
+kaldiio also reads wav.scp, but only PCM wav and not flac; LibriSpeech ships flac, so we read through
+soundfile and run pipes ourselves.
+"""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+import numpy as np
+import soundfile
+
+
+class AudioError(RuntimeError):
+    """A recording is missing, unreadable or not in the expected format."""
+
+
+def is_pipe(value: str) -> bool:
+    return value.rstrip().endswith("|")
+
+
+def _pipe_bytes(value: str) -> bytes:
+    cmd = value.rstrip()[:-1]
+    proc = subprocess.run(cmd, shell=True, capture_output=True)
+    if proc.returncode != 0:
+        raise AudioError(f"command '{cmd}' failed ({proc.returncode}): {proc.stderr.decode(errors='replace')[-300:]}")
+    if not proc.stdout:
+        raise AudioError(f"command '{cmd}' wrote no audio")
+    return proc.stdout
+
+
+def read_audio(value: str, dtype: str = "float32") -> tuple[int, np.ndarray]:
+    """(sample_rate, samples) of a mono recording; samples in [-1, 1] for float dtypes, (T,) shaped."""
+    try:
+        if is_pipe(value):
+            samples, rate = soundfile.read(io.BytesIO(_pipe_bytes(value)), dtype=dtype)
+        else:
+            samples, rate = soundfile.read(value, dtype=dtype)
+    except AudioError:
+        raise
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
+        raise AudioError(f"cannot read audio '{value}': {e}") from e
+    if samples.ndim != 1:
+        raise AudioError(f"'{value}' has {samples.shape[1]} channels; only mono audio is supported")
+    if samples.size == 0:
+        raise AudioError(f"'{value}' is empty")
+    return rate, samples
+
+
+def audio_info(value: str) -> tuple[int, int]:
+    """(sample_rate, num_samples) without decoding the file (a pipe is run and decoded)."""
+    if is_pipe(value):
+        rate, samples = read_audio(value)
+        return rate, len(samples)
+    try:
+        info = soundfile.info(value)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
+        raise AudioError(f"cannot read audio '{value}': {e}") from e
+    if info.channels != 1:
+        raise AudioError(f"'{value}' has {info.channels} channels; only mono audio is supported")
+    if info.frames == 0:
+        raise AudioError(f"'{value}' is empty")
+    return info.samplerate, info.frames
