@@ -1,5 +1,5 @@
 # Environment every recipe sources: the venv made by tools/install.sh, this repo's utils/, C-locale sorting.
-MAIN_ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)
+MAIN_ROOT=$(cd "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../../.." && pwd)
 export MAIN_ROOT
 export LC_ALL=C                      # Kaldi data dirs are sorted by bytes
 export PYTHONIOENCODING=UTF-8

@@ -1,0 +1,192 @@
+#!/usr/bin/env bash
+# The one stage script behind every Zipper recipe: data -> audio -> features -> k-means -> units -> tokens
+# (-> towers -> fusion -> decoding -> vocoder -> scoring).  A recipe's run.sh sets names and configs and
+# passes "$@"; every option below can be given as --name value.  Stage numbers are an API: never renumbered.
+#
+#   1  data prep (local/data.sh)                     data/<set>/
+#   2  format audio, filter by duration              dump/audio/<set>/
+#   3  features from an s3prl upstream               dump/feats/<feat_tag>/<set>/feats.scp
+#   4  k-means on a portion of the speech set        exp/kmeans/<feat_tag>_k<K>_<hash>/
+#   5  semantic units (int32, kaldiio)               dump/units/<km_tag>/<set>/units.scp
+#   6  text tokenizer + token lists of both towers   data/token_list/{text_*,speech_<km_tag>}/
+#   7  speech-tower pre-training                     exp/tower_speech_<tag>/       (reserved, not yet here)
+#   8  text-tower pre-training                       exp/tower_text_<tag>/         (reserved, not yet here)
+#   9  Zipper fusion + vocabulary-expansion baseline exp/zipper_<tag>/ ...         (reserved, not yet here)
+#  10  decoding (ASR text, TTS units)                exp/<model>/decode_<tag>/     (reserved, not yet here)
+#  11  vocoder, units -> waveform                    exp/vocoder_<tag>/            (reserved, not yet here)
+#  12  scoring, RESULTS.md, plots                    .../score_wer/, RESULTS.md    (reserved, not yet here)
+set -euo pipefail
+
+log() {
+    local fname=${BASH_SOURCE[1]##*/}
+    echo -e "$(date '+%Y-%m-%dT%H:%M:%S') (${fname}:${BASH_LINENO[0]}:${FUNCNAME[1]}) $*"
+}
+min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
+SECONDS=0
+last_implemented_stage=6
+
+help_message="Usage: $0 [options]   (normally called by a recipe's run.sh, which passes its own defaults)"
+
+# <options>
+stage=1                   # first stage to run
+stop_stage=6              # last stage to run
+nj=4                      # parallel jobs for the CPU stages
+ngpu=0                    # GPUs to use (0: CPU)
+force=false               # redo steps even if their .done marker says they are finished
+dumpdir=dump              # where formatted audio, features and units go
+expdir=exp                # where experiments (k-means, models) go
+local_data_opts=""        # options passed to local/data.sh (stage 1)
+text_train_set=train_text         # unpaired text, for the text tower and the text tokenizer
+speech_train_set=train_speech     # unpaired speech, for the speech tower and k-means
+paired_train_sets="train_paired_100pct train_paired_10pct train_paired_1pct"  # aligned sets, largest first; the others must be its subsets
+dev_set=dev               # validation set (paired)
+test_sets="test"          # evaluation sets (paired)
+fs=16000                  # sample rate of the audio after stage 2
+resample=false            # stage 2: convert recordings at another rate (else it is an error)
+min_duration=0.3          # stage 2: drop utterances shorter than this (seconds)
+max_duration=30           # stage 2: drop utterances longer than this (seconds)
+feats_config=conf/feats_mfcc.yaml  # stage 3: s3prl upstream, layer and options (YAML, keys = extract_feats options)
+feat_tag=""               # stage 3: name of the features (default: feats_config's name without feats_ and .yaml)
+n_clusters=256            # stage 4: codebook size K (number of speech units)
+kmeans_portion=0.1        # stage 4: fraction of the speech set's utterances to fit k-means on
+kmeans_max_frames=500000  # stage 4: cap on frames to fit on
+kmeans_seed=0             # stage 4: seed of the sample and of k-means
+kmeans_algorithm=faiss    # stage 4: faiss or sklearn
+text_vocab_size=1000      # stage 6: sentencepiece vocabulary size (with the 8 reserved slots)
+text_model_type=unigram   # stage 6: sentencepiece model type (unigram, bpe, char)
+# </options>
+
+log "$0 $*"
+. utils/parse_options.sh
+
+# First use on a fresh machine: make tools/venv (tools/install.sh is idempotent and quick once done).
+main_root=$(cd "$(dirname "$(readlink -f "$0")")/../../.." && pwd)
+if [ ! -x "${main_root}/tools/venv/bin/python" ]; then
+    log "No tools/venv yet: running tools/install.sh (first use; takes a few minutes)"
+    "${main_root}/tools/install.sh"
+fi
+. ./path.sh
+. ./cmd.sh
+
+if [ "${stop_stage}" -gt "${last_implemented_stage}" ] && [ "${stage}" -le "${stop_stage}" ]; then
+    log "Error: stages $((last_implemented_stage + 1))-${stop_stage} are reserved but not implemented in this" \
+        "version (towers, fusion, decoding, vocoder, scoring come next); run with --stop_stage ${last_implemented_stage}"
+    exit 1
+fi
+
+[ -n "${feat_tag}" ] || feat_tag=$(basename "${feats_config}" .yaml | sed 's/^feats_//')
+read -r -a paired_sets <<< "${paired_train_sets}"
+paired_main_set=${paired_sets[0]}
+# Sets whose audio is processed; the smaller paired sets reuse the largest one's units.
+audio_sets="${speech_train_set} ${paired_main_set} ${dev_set} ${test_sets}"
+device=cpu; [ "${ngpu}" -gt 0 ] && device=cuda
+text_token_dir=data/token_list/text_${text_model_type}${text_vocab_size}
+
+done_or_forced() {  # done_or_forced <dir>: true when <dir> is finished and --force is not given
+    [ "${force}" != true ] && [ -f "$1/.done" ]
+}
+
+# Run a sharded python step as nj jobs then merge: sharded <log_dir> <n_utts> <module> <args...>
+sharded() {
+    local logdir=$1 nutts=$2 module=$3; shift 3
+    local _nj; _nj=$(min "${nj}" "${nutts}")
+    mkdir -p "${logdir}"
+    ${train_cmd} JOB=1:"${_nj}" "${logdir}/${module##*.}.JOB.log" \
+        python -m "${module}" "$@" --nj "${_nj}" --job JOB
+    python -m "${module}" "$@" --nj "${_nj}" --merge true > "${logdir}/${module##*.}.merge.log" 2>&1 || {
+        log "Error: merging failed; see ${logdir}/${module##*.}.merge.log:"; tail -n 20 "${logdir}/${module##*.}.merge.log"; exit 1; }
+}
+
+num_utts() { wc -l < "$1"; }
+
+if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+    log "Stage 1: data preparation: local/data.sh ${local_data_opts} -> data/"
+    # shellcheck disable=SC2086
+    local/data.sh ${local_data_opts}
+fi
+
+if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+    log "Stage 2: format audio at ${fs} Hz, keep ${min_duration}-${max_duration} s: data/<set> -> ${dumpdir}/audio/<set>"
+    for set in ${audio_sets}; do
+        out=${dumpdir}/audio/${set}
+        if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
+        [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
+        sharded "${out}/log" "$(num_utts "data/${set}/wav.scp")" zipper.bin.format_audio \
+            --in_dir "data/${set}" --out_dir "${out}" --fs "${fs}" --resample "${resample}" \
+            --min_duration "${min_duration}" --max_duration "${max_duration}"
+        log "  ${out}: $(num_utts "${out}/wav.scp") utterances"
+    done
+fi
+
+if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+    log "Stage 3: features (${feats_config}): ${dumpdir}/audio/<set> -> ${dumpdir}/feats/${feat_tag}/<set>"
+    for set in ${audio_sets}; do
+        out=${dumpdir}/feats/${feat_tag}/${set}
+        if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
+        [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
+        sharded "${out}/log" "$(num_utts "${dumpdir}/audio/${set}/wav.scp")" zipper.bin.extract_feats \
+            --config "${feats_config}" --data_dir "${dumpdir}/audio/${set}" --out_dir "${out}" --device "${device}"
+        log "  ${out}/feats.scp: $(num_utts "${out}/feats.scp") utterances"
+    done
+fi
+
+kmeans_opts=(--feats_dir "${dumpdir}/feats/${feat_tag}/${speech_train_set}" --feat_tag "${feat_tag}"
+             --exp_root "${expdir}/kmeans" --n_clusters "${n_clusters}" --portion "${kmeans_portion}"
+             --max_frames "${kmeans_max_frames}" --seed "${kmeans_seed}" --algorithm "${kmeans_algorithm}")
+km_tag() { python -m zipper.bin.train_kmeans "${kmeans_opts[@]}" --print_tag true; }
+
+if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+    km_dir=${expdir}/kmeans/$(km_tag)
+    log "Stage 4: k-means K=${n_clusters} on ${kmeans_portion} of ${speech_train_set}: -> ${km_dir}"
+    if done_or_forced "${km_dir}"; then
+        log "  ${km_dir} is done"
+    else
+        rm -f "${km_dir}/.done"
+        mkdir -p "${km_dir}"
+        ${train_cmd} "${km_dir}/train.log" python -m zipper.bin.train_kmeans "${kmeans_opts[@]}"
+        log "  ${km_dir}: $(tail -n 1 "${km_dir}/train.log" | sed 's/^# //') "
+    fi
+fi
+
+if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+    km=$(km_tag)
+    log "Stage 5: units (${km}): ${dumpdir}/feats/${feat_tag}/<set> -> ${dumpdir}/units/${km}/<set>"
+    for set in ${audio_sets}; do
+        out=${dumpdir}/units/${km}/${set}
+        if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
+        [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
+        sharded "${out}/log" "$(num_utts "${dumpdir}/feats/${feat_tag}/${set}/feats.scp")" zipper.bin.dump_units \
+            --feats_dir "${dumpdir}/feats/${feat_tag}/${set}" --kmeans_dir "${expdir}/kmeans/${km}" --out_dir "${out}"
+    done
+    for set in "${paired_sets[@]:1}"; do
+        out=${dumpdir}/units/${km}/${set}
+        if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
+        python -m zipper.bin.subset_units --src_dir "${dumpdir}/units/${km}/${paired_main_set}" \
+            --data_dir "data/${set}" --out_dir "${out}"
+    done
+fi
+
+if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+    km=$(km_tag)
+    log "Stage 6: token lists: data/${text_train_set}/text -> ${text_token_dir}; ${km} -> data/token_list/speech_${km}"
+    python -m zipper.bin.train_text_tokenizer --text "data/${text_train_set}/text" --out_dir "${text_token_dir}" \
+        --vocab_size "${text_vocab_size}" --model_type "${text_model_type}" --force "${force}"
+    unit_dirs=()
+    for set in ${audio_sets} "${paired_sets[@]:1}"; do unit_dirs+=("${dumpdir}/units/${km}/${set}"); done
+    python -m zipper.bin.make_unit_token_list --kmeans_dir "${expdir}/kmeans/${km}" \
+        --out_dir "data/token_list/speech_${km}" --units_dirs "${unit_dirs[@]}" --force "${force}"
+fi
+
+if [ "${stop_stage}" -ge 6 ] && [ "${stage}" -le 6 ]; then
+    km=$(km_tag)
+    log "Outputs:"
+    log "  data dirs:        data/{${text_train_set},${speech_train_set},${paired_train_sets// /,},${dev_set},${test_sets// /,}}"
+    log "  audio:            ${dumpdir}/audio/<set>/wav.scp"
+    log "  features:         ${dumpdir}/feats/${feat_tag}/<set>/feats.scp"
+    log "  k-means:          ${expdir}/kmeans/${km}/ (centroids.npy, cluster_sizes.png)"
+    log "  units:            ${dumpdir}/units/${km}/<set>/units.scp"
+    log "  text tokens:      ${text_token_dir}/{sentencepiece.model,tokens.txt}"
+    log "  speech tokens:    data/token_list/speech_${km}/tokens.txt"
+    log "Next stages (7-12: tower pre-training, fusion, decoding, vocoder, scoring) are not in this version yet."
+fi
+log "Successfully finished stages ${stage}-${stop_stage} in ${SECONDS}s [elapsed]"

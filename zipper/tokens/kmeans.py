@@ -1,0 +1,120 @@
+"""k-means over frame features: the codebook that turns features into discrete speech units.
+
+Fitting uses faiss (fast, multi-threaded) or scikit-learn's MiniBatchKMeans; assignment is a plain nearest-
+centroid search in torch so that decoding-time code needs neither.  A k-means dir holds `centroids.npy` and
+`provenance.json` (upstream, layer, K, seed, data hash, ...); its name carries a hash of what made it, so two
+configurations never share a folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import kaldiio
+import numpy as np
+import torch
+
+from zipper.data.kaldi_dir import read_kv
+from zipper.utils.provenance import read_provenance, short_hash
+
+logger = logging.getLogger(__name__)
+CENTROIDS_FILE = "centroids.npy"
+
+
+def kmeans_identity(feats_provenance: dict[str, Any], n_clusters: int, portion: float, max_frames: int,
+                    seed: int, algorithm: str, niter: int) -> dict[str, Any]:
+    """Everything that determines the codebook; its hash names the k-means dir."""
+    return {
+        "feature_hash": feats_provenance["feature_hash"],
+        "upstream": feats_provenance["upstream"],
+        "layer": feats_provenance["layer"],
+        "data_hash": feats_provenance["data_hash"],
+        "n_clusters": n_clusters,
+        "portion": portion,
+        "max_frames": max_frames,
+        "seed": seed,
+        "algorithm": algorithm,
+        "niter": niter,
+    }
+
+
+def kmeans_tag(feat_tag: str, identity: dict[str, Any]) -> str:
+    return f"{feat_tag}_k{identity['n_clusters']}_{short_hash(identity)}"
+
+
+def load_sample(feats_scp: str | os.PathLike, portion: float, max_frames: int, seed: int) -> np.ndarray:
+    """Frames of a seeded `portion` of the utterances, at most `max_frames` of them (sub-sampled evenly)."""
+    scp = read_kv(feats_scp)
+    utts = sorted(scp)
+    rng = random.Random(seed)
+    chosen = sorted(rng.sample(utts, max(1, round(portion * len(utts)))))
+    feats = [kaldiio.load_mat(scp[u]) for u in chosen]
+    x = np.concatenate(feats, axis=0).astype(np.float32)
+    if len(x) > max_frames:
+        index = np.random.default_rng(seed).choice(len(x), size=max_frames, replace=False)
+        x = x[np.sort(index)]
+    return np.ascontiguousarray(x)
+
+
+def fit(x: np.ndarray, n_clusters: int, seed: int, algorithm: str = "faiss", niter: int = 20) -> tuple[np.ndarray, float]:
+    """Centroids (K, D) float32 and the mean squared distance of `x` to its nearest centroid."""
+    if len(x) < n_clusters:
+        raise ValueError(f"{len(x)} frames are too few for {n_clusters} clusters; raise --portion")
+    if algorithm == "faiss":
+        import faiss
+
+        km = faiss.Kmeans(x.shape[1], n_clusters, niter=niter, seed=seed, verbose=False,
+                          max_points_per_centroid=max(256, len(x) // n_clusters + 1))
+        km.train(x)
+        centroids = km.centroids.astype(np.float32)
+    elif algorithm == "sklearn":
+        from sklearn.cluster import MiniBatchKMeans
+
+        km = MiniBatchKMeans(n_clusters=n_clusters, random_state=seed, max_iter=niter, batch_size=10000,
+                             n_init=1).fit(x)
+        centroids = km.cluster_centers_.astype(np.float32)
+    else:
+        raise ValueError(f"unknown k-means algorithm '{algorithm}' (faiss or sklearn)")
+    _, dist = assign_with_distance(torch.from_numpy(x), torch.from_numpy(centroids))
+    return centroids, float(dist.mean())
+
+
+def assign_with_distance(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
+    """Nearest centroid of each row: x (N, D), centroids (K, D) -> ids (N,) int64, squared distances (N,)."""
+    c_sq = centroids.square().sum(dim=1)  # (K,)
+    ids, dists = [], []
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk]
+        d = part.square().sum(dim=1, keepdim=True) - 2 * part @ centroids.T + c_sq  # (n, K)
+        best, index = d.min(dim=1)
+        ids.append(index)
+        dists.append(best.clamp(min=0))
+    return torch.cat(ids), torch.cat(dists)
+
+
+class KMeansModel:
+    """A fitted codebook: `model(feats (T, D)) -> units (T,) int32`."""
+
+    def __init__(self, directory: str | os.PathLike):
+        self.directory = Path(directory)
+        path = self.directory / CENTROIDS_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"{path} is missing: stage 4 (k-means) has not finished for {directory}")
+        self.centroids = torch.from_numpy(np.load(path))  # (K, D)
+        self.provenance = read_provenance(directory)
+
+    @property
+    def n_clusters(self) -> int:
+        return self.centroids.shape[0]
+
+    def __call__(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
+        x = torch.as_tensor(feats, dtype=torch.float32)
+        if x.ndim != 2 or x.shape[1] != self.centroids.shape[1]:
+            raise ValueError(f"features of shape {tuple(x.shape)} do not fit centroids of dim "
+                             f"{self.centroids.shape[1]}")
+        ids, _ = assign_with_distance(x, self.centroids)
+        return ids.numpy().astype(np.int32)
