@@ -30,13 +30,54 @@ def positive_int(value: str) -> int:
     return number
 
 
-def make_parser(description: str) -> argparse.ArgumentParser:
-    """A parser whose --help shows defaults, with --log_level added."""
+def yaml_value(value: str):
+    """An option value given as YAML on the command line: `--upstream_conf '{ckpt: /x.pt}'`."""
+    import yaml
+
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as e:
+        raise argparse.ArgumentTypeError(f"not valid YAML: {value!r} ({e})")
+
+
+def make_parser(description: str, config: bool = False) -> argparse.ArgumentParser:
+    """A parser whose --help shows defaults, with --log_level; with `config`, also --config / --print_config.
+
+    --config FILE: a YAML file whose keys are option names (ESPnet's convention); the command line overrides
+    it.  --print_config: print the fully resolved options as YAML and exit (redirect it to start a new config).
+    """
     parser = argparse.ArgumentParser(description=description,
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging verbosity")
+    if config:
+        parser.add_argument("--config", default=None, help="YAML file of option values (keys = option names)")
+        parser.add_argument("--print_config", action="store_true", help="print the resolved options and exit")
     return parser
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config_defaults(parser: argparse.ArgumentParser, path: str) -> None:
+    """Set parser defaults from a YAML config file, refusing keys that are not options."""
+    import yaml
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = yaml.safe_load(f) or {}
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e}") from e
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: expected a mapping of option names to values")
+    known = {action.dest for action in parser._actions}
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
+    parser.set_defaults(**config)
 
 
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None,
@@ -50,6 +91,20 @@ def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str]
 
 
 def parse_and_setup(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse (applying --config first when the parser has it), set up logging, honour --print_config."""
+    if any(action.dest == "config" for action in parser._actions):
+        pre, _ = parser.parse_known_args(argv)
+        if pre.config:
+            try:
+                load_config_defaults(parser, pre.config)
+            except ConfigError as e:
+                parser.error(str(e))
     args = parser.parse_args(argv)
+    if getattr(args, "print_config", False):
+        import yaml
+
+        resolved = {k: v for k, v in vars(args).items() if k not in ("config", "print_config", "log_level")}
+        sys.stdout.write(yaml.safe_dump(resolved, sort_keys=False, allow_unicode=True))
+        sys.exit(0)
     setup_logging(args.log_level)
     return args
