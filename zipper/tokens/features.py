@@ -49,6 +49,21 @@ def baseline_config(name: str, override: dict | None = None) -> dict:
     return deep_update(config, override or {})
 
 
+def hub_module(name: str):
+    """The module that defines s3prl hub entry `name`.
+
+    `s3prl.hub` imports every upstream s3prl knows (10+ s, and some try downloads); a `<family>_local` /
+    `_custom` / `_url` entry only needs `s3prl.upstream.<family>.hubconf`.
+    """
+    family = name.rsplit("_", 1)[0] if name.endswith(("_local", "_custom", "_url")) else None
+    if family:
+        try:
+            return importlib.import_module(f"s3prl.upstream.{family}.hubconf")
+        except ModuleNotFoundError:
+            pass
+    return importlib.import_module("s3prl.hub")
+
+
 class FeatureUpstream(torch.nn.Module):
     """An s3prl upstream plus a layer choice: `extract(wavs) -> [(T_i, D) tensors]`."""
 
@@ -74,7 +89,7 @@ class FeatureUpstream(torch.nn.Module):
                 self.frame_shift = self.model.get_downsample_rates("hidden_states")
         else:
             self.config = dict(self.conf)
-            hub = importlib.import_module("s3prl.hub")
+            hub = hub_module(name)
             if not hasattr(hub, name):
                 raise ValueError(f"unknown s3prl upstream '{name}' (see s3prl.hub; local checkpoints: "
                                  f"hubert_local / wav2vec2_local with upstream_conf {{ckpt: PATH}})")
@@ -91,7 +106,9 @@ class FeatureUpstream(torch.nn.Module):
             frame_length = int(self.config["kaldi"][self.config["kaldi"]["feat_type"]].get("frame_length", 25.0)
                                * SAMPLE_RATE / 1000)
             return max(0, 1 + (num_samples - frame_length) // self.frame_shift)
-        return max(1, round(num_samples / self.frame_shift))
+        # wav2vec2/HuBERT-style conv front-ends: a 400-sample receptive field every 320 samples (25 ms / 20 ms)
+        receptive = 400 if self.frame_shift == 320 else self.frame_shift
+        return max(1, (num_samples - receptive) // self.frame_shift + 1)
 
     @torch.inference_mode()
     def extract(self, wavs: Sequence[torch.Tensor]) -> list[torch.Tensor]:

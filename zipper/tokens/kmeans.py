@@ -112,7 +112,7 @@ class KMeansModel:
         return self.centroids.shape[0]
 
     def __call__(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
-        x = torch.as_tensor(feats, dtype=torch.float32)
+        x = torch.tensor(feats, dtype=torch.float32)  # a copy: kaldiio may hand out read-only arrays
         if x.ndim != 2 or x.shape[1] != self.centroids.shape[1]:
             raise ValueError(f"features of shape {tuple(x.shape)} do not fit centroids of dim "
                              f"{self.centroids.shape[1]}")

@@ -1,0 +1,88 @@
+"""Feature upstreams: the batched MFCC equals s3prl's own, trimming to true lengths, SSL checkpoints by path."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zipper.tokens.features import BatchedKaldiMfcc, FeatureUpstream, baseline_config, deep_update
+
+
+@pytest.mark.parametrize("shift", [10.0, 20.0])
+def test_batched_mfcc_equals_s3prl_per_utterance(shift):
+    torch.manual_seed(0)
+    wavs = [0.1 * torch.randn(n) for n in (24000, 16001, 7000, 800)]
+    conf = {"kaldi": {"mfcc": {"frame_shift": shift}}}
+    batched = FeatureUpstream("mfcc", conf=conf, batched=True)
+    reference = FeatureUpstream("mfcc", conf=conf, batched=False)
+    assert isinstance(batched.model, BatchedKaldiMfcc)
+    assert not isinstance(reference.model, BatchedKaldiMfcc)
+    for ours, theirs, wav in zip(batched.extract(wavs), reference.extract(wavs), wavs):
+        assert ours.shape == theirs.shape == (1 + (len(wav) - 400) // int(shift * 16), 39)
+        torch.testing.assert_close(ours, theirs, atol=5e-5, rtol=1e-4)
+
+
+def test_batch_composition_does_not_change_features():
+    torch.manual_seed(1)
+    wavs = [0.1 * torch.randn(n) for n in (20000, 9000)]
+    up = FeatureUpstream("mfcc", conf={"kaldi": {"mfcc": {"frame_shift": 20.0}}})
+    together = up.extract(wavs)
+    alone = [up.extract([w])[0] for w in wavs]
+    for a, b in zip(together, alone):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
+
+
+def test_unsupported_options_fall_back_to_s3prl():
+    up = FeatureUpstream("mfcc", conf={"kaldi": {"mfcc": {"dither": 0.0}}}, batched=True)
+    assert not isinstance(up.model, BatchedKaldiMfcc)
+    assert up.provenance()["upstream_conf"]["kaldi"]["mfcc"]["dither"] == 0.0
+
+
+def test_fbank_upstream_and_provenance():
+    up = FeatureUpstream("fbank")
+    feats = up.extract([0.1 * torch.randn(16000)])
+    assert feats[0].shape[0] == 98  # 1 + (16000 - 400) // 160
+    prov = up.provenance()
+    assert prov["upstream"] == "fbank" and prov["frame_shift_samples"] == 160 and prov["layer"] == -1
+
+
+def test_deep_update_merges_nested_dicts():
+    base = baseline_config("mfcc")
+    merged = deep_update(base, {"kaldi": {"mfcc": {"frame_shift": 20.0}}})
+    assert merged["kaldi"]["mfcc"] == {"num_ceps": 13, "frame_length": 25.0, "frame_shift": 20.0}
+    assert base["kaldi"]["mfcc"]["frame_shift"] == 10.0  # not modified in place
+
+
+def test_unknown_upstream_and_layer_are_clear_errors():
+    with pytest.raises(ValueError, match="unknown s3prl upstream 'no_such_thing_local'"):
+        FeatureUpstream("no_such_thing_local")
+    up = FeatureUpstream("mfcc", layer=3)
+    with pytest.raises(ValueError, match="layer 3 does not exist"):
+        up.extract([torch.randn(8000)])
+
+
+def tiny_hubert_checkpoint(path):
+    """A randomly initialised 2-layer HuBERT in s3prl's converted-checkpoint format (no download)."""
+    import zipper.tokens.s3prl_compat  # noqa: F401
+    from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
+
+    model_cfg = dict(label_rate=50, encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,
+                     encoder_attention_heads=2, final_dim=16, conv_pos=16, conv_pos_groups=4,
+                     conv_feature_layers="[(32, 10, 5)] + [(32, 3, 2)] * 4 + [(32, 2, 2)] * 2")
+    task_cfg = dict(normalize=False, sample_rate=16000, label_rate=50)
+    symbols = [["<s>", "<pad>", "</s>", "<unk>"] + [str(i) for i in range(10)]]
+    torch.manual_seed(0)
+    model = HubertModel(HubertConfig(**model_cfg), HubertPretrainingConfig(**task_cfg), symbols)
+    torch.save({"task_cfg": task_cfg, "model_cfg": model_cfg, "model_weight": model.state_dict(),
+                "dictionaries_symbols": symbols}, path)
+
+
+def test_hubert_local_checkpoint_layer_and_lengths(tmp_path):
+    ckpt = tmp_path / "tiny_hubert.pt"
+    tiny_hubert_checkpoint(ckpt)
+    up = FeatureUpstream("hubert_local", layer=1, conf={"ckpt": str(ckpt)})
+    assert up.frame_shift == 320
+    feats = up.extract([torch.randn(16000), torch.randn(8000)])
+    assert [f.shape for f in feats] == [(49, 32), (24, 32)]  # (N - 400) // 320 + 1 frames of dim 32
+    alone = up.extract([torch.randn(8000)])
+    assert alone[0].shape == (24, 32)
