@@ -1,0 +1,15 @@
+# Where the corpora are on this machine; local/data.sh (stage 1) reads these.  Set the paths here, or export
+# the variables before running (an exported value wins over the empty default).
+
+# LibriTTS (https://www.openslr.org/60), extracted: the directory holding train-clean-100/, dev-clean/, ...
+# and SPEAKERS.txt.  LibriTTS-R (https://www.openslr.org/141) has the same layout.  Required.
+LIBRITTS=${LIBRITTS:-}
+
+# librispeech-lm-norm.txt(.gz) (https://www.openslr.org/11): unpaired text for the text tower.  Optional:
+# when empty, the unpaired text is the normalized text of the LibriTTS training subsets not used as paired
+# data.  (It is upper case without punctuation, unlike LibriTTS's normalized text.)
+LIBRISPEECH_LM_TEXT=${LIBRISPEECH_LM_TEXT:-}
+
+# Libri-Light (https://github.com/facebookresearch/libri-light): the directory holding small/ medium/ large/,
+# unpaired speech for the speech tower.  Optional: when empty, the LibriTTS training audio is used.
+LIBRILIGHT=${LIBRILIGHT:-}
