@@ -86,3 +86,19 @@ def test_hubert_local_checkpoint_layer_and_lengths(tmp_path):
     assert [f.shape for f in feats] == [(49, 32), (24, 32)]  # (N - 400) // 320 + 1 frames of dim 32
     alone = up.extract([torch.randn(8000)])
     assert alone[0].shape == (24, 32)
+
+
+def test_hf_hubert_local_dir(tmp_path):
+    """The LibriSpeech config's upstream: a Hugging Face HuBERT dir (tiny, random, saved here: no download)."""
+    from transformers import HubertConfig, HubertModel, Wav2Vec2FeatureExtractor
+
+    cfg = HubertConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                       conv_dim=(32,) * 7, num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)
+    torch.manual_seed(0)
+    HubertModel(cfg).save_pretrained(tmp_path)
+    Wav2Vec2FeatureExtractor(feature_size=1, sampling_rate=16000, padding_value=0.0, do_normalize=True,
+                             return_attention_mask=True).save_pretrained(tmp_path)
+    up = FeatureUpstream("hf_hubert_custom", layer=2, conf={"ckpt": str(tmp_path)})
+    feats = up.extract([torch.randn(16000), torch.randn(8000)])
+    assert [f.shape for f in feats] == [(49, 32), (24, 32)]
+    assert up.provenance()["upstream_conf"] == {"ckpt": str(tmp_path)} and up.provenance()["layer"] == 2

@@ -46,6 +46,7 @@ resample=false            # stage 2: convert recordings at another rate (else it
 min_duration=0.3          # stage 2: drop utterances shorter than this (seconds)
 max_duration=30           # stage 2: drop utterances longer than this (seconds)
 feats_config=conf/feats_mfcc.yaml  # stage 3: s3prl upstream, layer and options (YAML, keys = extract_feats options)
+feats_opts=""             # stage 3: extra extract_feats options, e.g. "--upstream_conf '{ckpt: /path/hubert}'"
 feat_tag=""               # stage 3: name of the features (default: feats_config's name without feats_ and .yaml)
 n_clusters=256            # stage 4: codebook size K (number of speech units)
 kmeans_portion=0.1        # stage 4: fraction of the speech set's utterances to fit k-means on
@@ -75,6 +76,7 @@ if [ "${stop_stage}" -gt "${last_implemented_stage}" ] && [ "${stage}" -le "${st
 fi
 
 [ -n "${feat_tag}" ] || feat_tag=$(basename "${feats_config}" .yaml | sed 's/^feats_//')
+eval "feats_opts_array=(${feats_opts})"  # a string of options, quoted as on a command line
 read -r -a paired_sets <<< "${paired_train_sets}"
 paired_main_set=${paired_sets[0]}
 # Sets whose audio is processed; the smaller paired sets reuse the largest one's units.
@@ -125,7 +127,8 @@ if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
         if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
         [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
         sharded "${out}/log" "$(num_utts "${dumpdir}/audio/${set}/wav.scp")" zipper.bin.extract_feats \
-            --config "${feats_config}" --data_dir "${dumpdir}/audio/${set}" --out_dir "${out}" --device "${device}"
+            --config "${feats_config}" --data_dir "${dumpdir}/audio/${set}" --out_dir "${out}" --device "${device}" \
+            ${feats_opts:+"${feats_opts_array[@]}"}
         log "  ${out}/feats.scp: $(num_utts "${out}/feats.scp") utterances"
     done
 fi
@@ -144,7 +147,7 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
         rm -f "${km_dir}/.done"
         mkdir -p "${km_dir}"
         ${train_cmd} "${km_dir}/train.log" python -m zipper.bin.train_kmeans "${kmeans_opts[@]}"
-        log "  ${km_dir}: $(tail -n 1 "${km_dir}/train.log" | sed 's/^# //') "
+        log "  ${km_dir}: $(tr -d '\n ' < "${km_dir}/.done")"
     fi
 fi
 

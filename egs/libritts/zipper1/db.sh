@@ -13,3 +13,7 @@ LIBRISPEECH_LM_TEXT=${LIBRISPEECH_LM_TEXT:-}
 # Libri-Light (https://github.com/facebookresearch/libri-light): the directory holding small/ medium/ large/,
 # unpaired speech for the speech tower.  Optional: when empty, the LibriTTS training audio is used.
 LIBRILIGHT=${LIBRILIGHT:-}
+
+# A local HuBERT checkpoint (Hugging Face model dir, e.g. facebook/hubert-base-ls960) for the speech units.
+# Optional: when empty, run.sh falls back to MFCC units and says so.
+HUBERT_CKPT=${HUBERT_CKPT:-}
