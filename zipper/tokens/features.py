@@ -55,12 +55,12 @@ def hub_module(name: str):
     `s3prl.hub` imports every upstream s3prl knows (10+ s, and some try downloads); a `<family>_local` /
     `_custom` / `_url` entry only needs `s3prl.upstream.<family>.hubconf`.
     """
-    family = name.rsplit("_", 1)[0] if name.endswith(("_local", "_custom", "_url")) else None
-    if family:
+    if name.endswith(("_local", "_custom", "_url")):
+        family = name.rsplit("_", 1)[0]
         try:
             return importlib.import_module(f"s3prl.upstream.{family}.hubconf")
-        except ModuleNotFoundError:
-            pass
+        except ModuleNotFoundError as e:
+            raise ValueError(f"unknown s3prl upstream '{name}': s3prl has no upstream family '{family}'") from e
     return importlib.import_module("s3prl.hub")
 
 
