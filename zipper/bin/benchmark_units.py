@@ -3,11 +3,18 @@
 Runs the same CLIs the stage script runs, as `--nj` parallel processes, on a formatted data dir (stage 2
 output, e.g. egs/synth_en/zipper1/dump/audio/train_speech) or, without one, on generated audio (tones and
 noise: MFCC and k-means cost do not depend on what is said).  Prints a table; nothing is asserted.
+
+Two columns: "wall" is what the stage script waits for, process start-up (importing torch: ~1.5 s a process)
+and merges included; "compute" is the slowest job's own work (what grows with the data), the rate a large
+corpus sees.  k-means fits on at most --max_frames frames whatever the corpus size, so its cost is fixed; the
+"3 + 5" row is the part that grows with the hours of audio.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -61,17 +68,25 @@ def generate_data_dir(root: Path, hours: float, seed: int = 0) -> Path:
     return data
 
 
-def run_jobs(module: str, args: list[str], nj: int) -> float:
-    """Run nj job processes then the merge, like zipper.sh's `sharded`; return wall seconds."""
+def run_jobs(module: str, args: list[str], nj: int) -> tuple[float, float]:
+    """Run nj job processes then the merge, like zipper.sh's `sharded`.
+
+    Returns (wall seconds, compute seconds of the slowest job as it logged them: "... in X s").
+    """
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     begin = time.time()
-    procs = [subprocess.Popen([sys.executable, "-m", module, *args, "--nj", str(nj), "--job", str(j),
-                               "--log_level", "WARNING"], env=env) for j in range(1, nj + 1)]
-    if any(p.wait() != 0 for p in procs):
-        raise RuntimeError(f"{module} failed")
+    procs = [subprocess.Popen([sys.executable, "-m", module, *args, "--nj", str(nj), "--job", str(j)], env=env,
+                              stderr=subprocess.PIPE, text=True) for j in range(1, nj + 1)]
+    compute = 0.0
+    for proc in procs:
+        _, err = proc.communicate()
+        if proc.returncode != 0:
+            raise RuntimeError(f"{module} failed:\n{err[-2000:]}")
+        found = re.findall(r" in ([0-9.]+) s", err)
+        compute = max(compute, float(found[-1]) if found else float("nan"))
     subprocess.run([sys.executable, "-m", module, *args, "--nj", str(nj), "--merge", "true", "--log_level",
                     "WARNING"], check=True, env=env)
-    return time.time() - begin
+    return time.time() - begin, compute
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -89,7 +104,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         if config is None:
             config = str(work / "feats_mfcc20.yaml")
             Path(config).write_text("upstream: mfcc\nupstream_conf: {kaldi: {mfcc: {frame_shift: 20.0}}}\n")
-        t_feats = run_jobs("zipper.bin.extract_feats", ["--config", config, "--data_dir", str(data),
+        t_feats, c_feats = run_jobs("zipper.bin.extract_feats", ["--config", config, "--data_dir", str(data),
                                                         "--out_dir", str(feats)], args.nj)
         km_args = ["--feats_dir", str(feats), "--feat_tag", "bench", "--exp_root", str(km_root),
                    "--n_clusters", str(args.n_clusters), "--portion", str(args.kmeans_portion),
@@ -99,16 +114,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         t_kmeans = time.time() - begin
         tag = subprocess.run([sys.executable, "-m", "zipper.bin.train_kmeans", *km_args, "--print_tag", "true"],
                              check=True, capture_output=True, text=True).stdout.strip()
-        t_units = run_jobs("zipper.bin.dump_units", ["--feats_dir", str(feats), "--kmeans_dir",
+        c_kmeans = json.loads((km_root / tag / ".done").read_text())["seconds"]
+        t_units, c_units = run_jobs("zipper.bin.dump_units", ["--feats_dir", str(feats), "--kmeans_dir",
                                                      str(km_root / tag), "--out_dir", str(units)], args.nj)
     env = environment()
     print(f"\nUnit pipeline throughput: {hours:.2f} h of audio, {args.nj} jobs, K={args.n_clusters}, "
           f"k-means on {args.kmeans_portion:.0%} of the utterances")
     print(f"machine: {env['cpus']} CPUs, {env['platform']}, python {env['python']}, torch {env.get('torch')}")
-    print(f"{'stage':<28}{'wall s':>9}{'h audio / min':>16}")
-    for name, seconds in [("3 features", t_feats), ("4 k-means fit", t_kmeans), ("5 units", t_units),
-                          ("3-5 together", t_feats + t_kmeans + t_units)]:
-        print(f"{name:<28}{seconds:>9.1f}{hours / (seconds / 60):>16.1f}")
+    print(f"{'stage':<24}{'wall s':>9}{'h/min (wall)':>14}{'compute s':>11}{'h/min (compute)':>17}")
+    rows = [("3 features", t_feats, c_feats), ("4 k-means fit", t_kmeans, c_kmeans), ("5 units", t_units, c_units),
+            ("3 + 5 (per-hour work)", t_feats + t_units, c_feats + c_units),
+            ("3-5 together", t_feats + t_kmeans + t_units, c_feats + c_kmeans + c_units)]
+    for name, wall, compute in rows:
+        print(f"{name:<24}{wall:>9.1f}{hours / (wall / 60):>14.1f}{compute:>11.1f}{hours / (compute / 60):>17.1f}")
 
 
 if __name__ == "__main__":

@@ -12,13 +12,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-import kaldiio
-import torch
-from tqdm import tqdm
-
 from zipper.data.audio import AudioError, read_audio
 from zipper.data.kaldi_dir import DataDirError, read_kv, write_kv
-from zipper.tokens.features import SAMPLE_RATE, FeatureUpstream
 from zipper.utils.atomic import atomic_path, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, yaml_value
 from zipper.utils.provenance import (PROVENANCE_FILE, ProvenanceError, check_provenance, hash_lines,
@@ -27,6 +22,7 @@ from zipper.utils.sharding import (add_sharding_options, finished_job_dirs, job_
                                    mark_job_finished, shard)
 
 logger = logging.getLogger(__name__)
+SAMPLE_RATE = 16000  # what s3prl upstreams take
 
 
 def get_parser():
@@ -66,7 +62,7 @@ def batches(utts: list[str], lengths: dict[str, int], batch_seconds: float) -> l
     return out
 
 
-def feature_provenance(args, upstream: FeatureUpstream, data_dir: Path) -> dict:
+def feature_provenance(upstream, data_dir: Path) -> dict:
     prov = upstream.provenance()
     prov["feature_hash"] = short_hash({k: prov[k] for k in ("upstream", "layer", "upstream_conf")})
     prov["data_hash"] = data_hash(data_dir)
@@ -80,36 +76,43 @@ def refuse_mismatch(out_dir: Path, prov: dict) -> None:
                          f"{out_dir} already holds other features; remove it (or use another feat tag): it")
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    args = parse_and_setup(get_parser(), argv)
+def merge(out_dir: Path, nj: int, utts: list[str]) -> None:
+    """Assemble the jobs' outputs (no model needed: each job left its provenance)."""
+    dirs = finished_job_dirs(out_dir, nj)
+    provs = [read_provenance(d) for d in dirs]
+    if any(p != provs[0] for p in provs[1:]):
+        raise ProvenanceError(f"the jobs in {out_dir}/split{nj} did not all compute the same features")
+    prov = provs[0]
+    scp: dict[str, str] = {}
+    frames: dict[str, str] = {}
+    for d in dirs:
+        scp.update(read_kv(d / "feats.scp"))
+        frames.update(read_kv(d / "utt2num_frames"))
+    missing = sorted(set(utts) - set(scp))
+    if missing:
+        raise DataDirError(f"{len(missing)} utterances have no features, e.g. '{missing[0]}'")
+    refuse_mismatch(out_dir, prov)
+    write_kv(out_dir / "feats.scp", scp)
+    write_kv(out_dir / "utt2num_frames", frames)
+    prov = dict(prov, num_utts=len(scp), num_frames=sum(int(n) for n in frames.values()))
+    write_provenance(out_dir, prov, overwrite=True)
+    mark_done(out_dir, info={"num_utts": len(scp)})
+    logger.info("%s: %d utterances, %d frames, upstream %s layer %d", out_dir, len(scp), prov["num_frames"],
+                prov["upstream"], prov["layer"])
+
+
+def run_job(args, data_dir: Path, out_dir: Path, wav: dict[str, str]) -> None:
+    import kaldiio
+    import torch
+    from tqdm import tqdm
+
+    from zipper.tokens.features import FeatureUpstream
+
     torch.set_num_threads(args.num_threads)
-    data_dir, out_dir = Path(args.data_dir), Path(args.out_dir)
-    wav = read_kv(data_dir / "wav.scp")
     lengths = {u: int(n) for u, n in read_kv(data_dir / "utt2num_samples").items()}
     upstream = FeatureUpstream(args.upstream, args.layer, args.upstream_conf, batched=bool(args.batched))
-    prov = feature_provenance(args, upstream, data_dir)
+    prov = feature_provenance(upstream, data_dir)
     refuse_mismatch(out_dir, prov)
-
-    if args.merge:
-        dirs = finished_job_dirs(out_dir, args.nj)
-        scp: dict[str, str] = {}
-        frames: dict[str, str] = {}
-        for d in dirs:
-            scp.update(read_kv(d / "feats.scp"))
-            frames.update(read_kv(d / "utt2num_frames"))
-        missing = sorted(set(wav) - set(scp))
-        if missing:
-            raise DataDirError(f"{len(missing)} utterances have no features, e.g. '{missing[0]}'")
-        write_kv(out_dir / "feats.scp", scp)
-        write_kv(out_dir / "utt2num_frames", frames)
-        prov["num_utts"] = len(scp)
-        prov["num_frames"] = sum(int(n) for n in frames.values())
-        write_provenance(out_dir, prov, overwrite=True)
-        mark_done(out_dir, info={"num_utts": len(scp)})
-        logger.info("%s: %d utterances, %d frames, upstream %s layer %d", out_dir, len(scp), prov["num_frames"],
-                    args.upstream, args.layer)
-        return
-
     mine = shard(list(wav), args.nj, args.job)
     directory = job_dir(out_dir, args.nj, args.job)
     key = job_key(prov=prov, utts=hash_lines(mine))
@@ -142,10 +145,21 @@ def main(argv: Sequence[str] | None = None) -> None:
                 writer[utt] = feat.cpu().numpy()
                 frames[utt] = str(feat.shape[0])
     write_kv(directory / "utt2num_frames", frames)
+    write_provenance(directory, prov, overwrite=True)
     mark_job_finished(directory, key)
     elapsed = time.time() - begin
     logger.info("job %d/%d: %d utterances, %.2f h of audio in %.1f s (%.0fx real time)", args.job, args.nj,
                 len(mine), audio_seconds / 3600, elapsed, audio_seconds / max(elapsed, 1e-9))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = parse_and_setup(get_parser(), argv)
+    data_dir, out_dir = Path(args.data_dir), Path(args.out_dir)
+    wav = read_kv(data_dir / "wav.scp")
+    if args.merge:
+        merge(out_dir, args.nj, list(wav))
+    else:
+        run_job(args, data_dir, out_dir, wav)
 
 
 if __name__ == "__main__":

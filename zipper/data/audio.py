@@ -34,10 +34,15 @@ def _pipe_bytes(value: str) -> bytes:
 def read_audio(value: str, dtype: str = "float32") -> tuple[int, np.ndarray]:
     """(sample_rate, samples) of a mono recording; samples in [-1, 1] for float dtypes, (T,) shaped."""
     try:
-        if is_pipe(value):
-            samples, rate = soundfile.read(io.BytesIO(_pipe_bytes(value)), dtype=dtype)
-        else:
-            samples, rate = soundfile.read(value, dtype=dtype)
+        source = io.BytesIO(_pipe_bytes(value)) if is_pipe(value) else value
+        with soundfile.SoundFile(source) as f:
+            rate = f.samplerate
+            if f.subtype == "PCM_16" and dtype == "float32":
+                # libsndfile's own int16 -> float conversion is half as fast as numpy's; same scale (1/32768)
+                samples = f.read(dtype="int16").astype(np.float32)
+                samples *= np.float32(1 / 32768)
+            else:
+                samples = f.read(dtype=dtype)
     except AudioError:
         raise
     except (OSError, RuntimeError, soundfile.LibsndfileError) as e:

@@ -165,27 +165,34 @@ class BatchedKaldiMfcc(torch.nn.Module):
         lifter = 1.0 + 11.0 * torch.sin(math.pi * torch.arange(self.num_ceps) / 22.0)  # Q = 22
         window = torch.hann_window(self.frame_length_samples, periodic=False).pow(0.85)  # povey
         self.register_buffer("mel", mel.T.contiguous(), persistent=False)  # (F, M)
-        self.register_buffer("dct", dct, persistent=False)
-        self.register_buffer("lifter", lifter, persistent=False)
-        self.register_buffer("window", window, persistent=False)
+        if float(window[0]) != 0.0:
+            raise AssertionError("the fused pre-emphasis in _mfcc relies on the povey window starting at 0")
+        self.register_buffer("liftered_dct", dct * lifter, persistent=False)  # (M, C)
+        self.register_buffer("window_tail", window[1:].contiguous(), persistent=False)  # (L - 1,)
 
     def get_downsample_rates(self, key: str) -> int:
         return self.frame_shift_samples
 
     def _mfcc(self, wavs: torch.Tensor) -> torch.Tensor:
-        """(B, N) -> (B, T, C) for equal-length rows (the caller pads and trims)."""
+        """(B, N) -> (B, T, C) for equal-length rows (the caller pads and trims).
+
+        Kaldi frames a signal, removes each frame's mean, pre-emphasises (x_i - 0.97 x_{i-1}, x_{-1} = x_0) and
+        windows it.  Written out, windowed sample i >= 1 is (x_i - 0.97 x_{i-1} - 0.03 mean) w_i, and the povey
+        window's w_0 is 0: three fused passes straight into the zero-padded FFT buffer, no other temporaries.
+        """
         length, shift, padded_length = self.frame_length_samples, self.frame_shift_samples, self.padded_length
         frames = wavs.unfold(1, length, shift)  # (B, T, L), a view
-        frames = frames - frames.mean(dim=-1, keepdim=True)  # remove DC offset
+        mean = frames.mean(dim=-1, keepdim=True)  # (B, T, 1)
         buf = frames.new_zeros(frames.shape[0], frames.shape[1], padded_length)  # (B, T, P)
-        buf[..., 1:length] = frames[..., 1:] - 0.97 * frames[..., :-1]  # pre-emphasis
-        buf[..., 0] = 0.03 * frames[..., 0]  # (first sample replicated, as torchaudio does)
-        buf[..., :length] *= self.window
+        body = buf[..., 1:length]
+        torch.mul(frames[..., 1:], self.window_tail, out=body)
+        body.addcmul_(frames[..., :-1], self.window_tail, value=-0.97)
+        body.addcmul_(mean, self.window_tail, value=-0.03)
         spectrum = torch.fft.rfft(buf)  # (B, T, F)
         power = spectrum.real.square() + spectrum.imag.square()
         eps = torch.finfo(torch.float32).eps
         logmel = torch.clamp(power @ self.mel, min=eps).log()  # (B, T, M)
-        return (logmel @ self.dct) * self.lifter  # (B, T, C)
+        return logmel @ self.liftered_dct  # (B, T, C)
 
     def _deltas(self, x: torch.Tensor) -> torch.Tensor:
         """Regression deltas along time with edge replication, (B, T, C) -> (B, T, C), like torchaudio's."""

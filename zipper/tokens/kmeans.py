@@ -84,15 +84,19 @@ def fit(x: np.ndarray, n_clusters: int, seed: int, algorithm: str = "faiss", nit
 
 
 def assign_with_distance(x: torch.Tensor, centroids: torch.Tensor, chunk: int = 65536) -> tuple[torch.Tensor, torch.Tensor]:
-    """Nearest centroid of each row: x (N, D), centroids (K, D) -> ids (N,) int64, squared distances (N,)."""
+    """Nearest centroid of each row: x (N, D), centroids (K, D) -> ids (N,) int64, squared distances (N,).
+
+    ||x - c||^2 = ||x||^2 - 2 x.c + ||c||^2; the first term does not change the argmin, so the search is one
+    fused addmm and one min per chunk, and ||x||^2 is added to the N winners only.
+    """
     c_sq = centroids.square().sum(dim=1)  # (K,)
     ids, dists = [], []
     for start in range(0, len(x), chunk):
         part = x[start:start + chunk]
-        d = part.square().sum(dim=1, keepdim=True) - 2 * part @ centroids.T + c_sq  # (n, K)
-        best, index = d.min(dim=1)
+        scores = torch.addmm(c_sq, part, centroids.T, beta=1.0, alpha=-2.0)  # (n, K)
+        best, index = scores.min(dim=1)
         ids.append(index)
-        dists.append(best.clamp(min=0))
+        dists.append((best + part.square().sum(dim=1)).clamp(min=0))
     return torch.cat(ids), torch.cat(dists)
 
 

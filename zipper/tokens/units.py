@@ -8,8 +8,9 @@ deduplicated units needs their durations.
 from __future__ import annotations
 
 import os
+import struct
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TextIO
 
 import kaldiio
 import numpy as np
@@ -35,6 +36,34 @@ def dedup(units: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def undedup(values: np.ndarray, durations: np.ndarray) -> np.ndarray:
     """Inverse of dedup."""
     return np.repeat(np.asarray(values), np.asarray(durations))
+
+
+_ELEMENT = np.dtype([("size", "u1"), ("value", "<i4")])  # Kaldi binary int vector element: size byte + int32
+
+
+def int32_vector_record(units: np.ndarray) -> bytes:
+    """Kaldi binary int32 vector (as kaldiio writes and reads it), built in one numpy call.
+
+    kaldiio writes int vectors one struct.pack per element, which made stage 5 spend a third of its time
+    writing; the bytes are identical (tests compare them).
+    """
+    values = np.asarray(units, dtype="<i4")
+    elements = np.empty(len(values), dtype=_ELEMENT)
+    elements["size"] = 4
+    elements["value"] = values
+    return b"\0B\x04" + struct.pack("<i", len(values)) + elements.tobytes()
+
+
+class UnitArkWriter:
+    """Append int32 unit vectors to an ark and their `utt path:offset` lines to an scp."""
+
+    def __init__(self, ark: BinaryIO, ark_path: str, scp: TextIO):
+        self.ark, self.ark_path, self.scp = ark, ark_path, scp
+
+    def __setitem__(self, utt: str, units: np.ndarray) -> None:
+        self.ark.write(utt.encode("utf-8") + b" ")
+        self.scp.write(f"{utt} {self.ark_path}:{self.ark.tell()}\n")
+        self.ark.write(int32_vector_record(units))
 
 
 def unit_provenance(kmeans_provenance: dict[str, Any], feats_provenance: dict[str, Any]) -> dict[str, Any]:
@@ -71,4 +100,4 @@ class UnitSet:
                          f"units in {self.directory} vs {what}")
 
 
-__all__ = ["dedup", "undedup", "unit_provenance", "UnitSet", "ProvenanceError", "INVENTORY_KEYS"]
+__all__ = ["dedup", "undedup", "int32_vector_record", "UnitArkWriter", "unit_provenance", "UnitSet", "ProvenanceError", "INVENTORY_KEYS"]
