@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import soundfile
 
+from fake_text_packages import make_text_packages
 from zipper.bin import finish_synth_en, prepare_synth_en, synthesize_synth_en
 from zipper.corpora import synth_en, voices
 from zipper.data.kaldi_dir import read_kv, validate_data_dir
@@ -25,25 +26,6 @@ SPEECH_SETS = ["dev", "test", "train_paired_100pct", "train_paired_50pct", "trai
 TINY = ["--dev_utts", "1", "--test_utts", "2", "--train_paired_utts", "3", "--train_speech_utts", "2",
         "--train_text_words", "40", "--paired_fractions", "0.5", "--heldout_voices", "2", "--min_word_count", "1",
         "--sources", "fortunes,wordnet,gcide", "--flite_share", "0.5"]
-
-
-def make_text_packages(root: Path) -> dict[str, str]:
-    """Fortunes, WordNet and GCIDE look-alikes with ~40 distinct clean sentences."""
-    adjectives = ["quiet", "bright", "heavy", "gentle", "narrow"]
-    nouns = ["river", "garden", "window", "letter", "mountain", "kitchen", "pocket", "candle"]
-    sentences = [f"The {a} {n} stood alone beside the old road."
-                 for a, n in itertools.islice(itertools.product(adjectives, nouns), 30)]
-    (root / "fortunes").mkdir(parents=True)
-    (root / "fortunes" / "wisdom").write_text("".join(f"{s}\n%\n" for s in sentences[:20]))
-    (root / "wordnet").mkdir()
-    gloss = "; ".join(s.rstrip(".").lower() for s in sentences[20:25])
-    (root / "wordnet" / "data.noun").write_text(f"00001740 03 n 01 entity 0 000 | {gloss}  \n")
-    for part in ("verb", "adj", "adv"):
-        (root / "wordnet" / f"data.{part}").write_text("")
-    entries = "".join(f"Word{i} \\Word{i}\\, n. [L. word.]\n   1. {s}\n      [1913 Webster]\n\n"
-                      for i, s in enumerate(sentences[25:]))
-    (root / "gcide.txt").write_text(entries)
-    return {"FORTUNES": str(root / "fortunes"), "WORDNET": str(root / "wordnet"), "GCIDE": str(root / "gcide.txt")}
 
 
 def source_args(packages: dict[str, str]) -> list[str]:
