@@ -275,3 +275,16 @@ def test_run_pl_pipes_as_in_kaldi(tmp_path: Path, env_with_utils):
     out = run(["bash", "-c", "run.pl JOB=1:2 log/x.JOB.log echo job JOB \\| tr a-z A-Z"], env_with_utils, tmp_path)
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "log/x.2.log").read_text().splitlines()[3] == "JOB 2"
+
+
+def test_validate_summary_lines(tmp_path):
+    from zipper.bin.validate_data_dir import summary_line
+    from zipper.data.kaldi_dir import write_kv
+
+    speech = tmp_path / "speech"
+    write_kv(speech / "utt2dur", {"s-1": "1800.0", "s-2": "5400.0"})
+    write_kv(speech / "wav.scp", {"s-1": "a.wav", "s-2": "b.wav"})
+    assert summary_line(str(speech), 2).split()[1:] == ["2", "utterances", "2.00", "h"]
+    text = tmp_path / "text"
+    write_kv(text / "text", {"text-1": "one two three", "text-2": "four five"})
+    assert summary_line(str(text), 2).split()[1:] == ["2", "sentences", "5", "words"]

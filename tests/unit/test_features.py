@@ -63,7 +63,9 @@ def test_unknown_upstream_and_layer_are_clear_errors():
 
 def tiny_hubert_checkpoint(path):
     """A randomly initialised 2-layer HuBERT in s3prl's converted-checkpoint format (no download)."""
-    import zipper.tokens.s3prl_compat  # noqa: F401
+    from zipper.tokens import s3prl_compat
+
+    s3prl_compat.ensure()
     from s3prl.upstream.hubert.hubert_model import HubertConfig, HubertModel, HubertPretrainingConfig
 
     model_cfg = dict(label_rate=50, encoder_layers=2, encoder_embed_dim=32, encoder_ffn_embed_dim=64,

@@ -19,10 +19,9 @@ from zipper.data.kaldi_dir import DataDirError, read_kv, write_kv
 from zipper.tokens.units import UNITS_SCP, UnitArkWriter, dedup, unit_provenance
 from zipper.utils.atomic import atomic_path, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main
-from zipper.utils.provenance import (PROVENANCE_FILE, ProvenanceError, check_provenance, hash_lines,
-                                     read_provenance, write_provenance)
-from zipper.utils.sharding import (add_sharding_options, finished_job_dirs, job_dir, job_finished, job_key,
-                                   mark_job_finished, shard)
+from zipper.utils.provenance import (PROVENANCE_FILE, ProvenanceError, check_provenance, read_provenance,
+                                     write_provenance)
+from zipper.utils.sharding import add_sharding_options, finished_job_dirs, mark_job_finished, pending_job
 
 logger = logging.getLogger(__name__)
 
@@ -65,12 +64,10 @@ def run_job(args, scp: dict[str, str], out_dir: Path, prov: dict) -> None:
     from zipper.tokens.kmeans import KMeansModel
 
     torch.set_num_threads(args.num_threads)
-    mine = shard(list(scp), args.nj, args.job)
-    directory = job_dir(out_dir, args.nj, args.job)
-    key = job_key(prov=prov, utts=hash_lines(mine))
-    if job_finished(directory, key):
-        logger.info("job %d/%d already finished; nothing to do", args.job, args.nj)
+    pending = pending_job(out_dir, args.nj, args.job, list(scp), prov=prov)
+    if pending is None:
         return
+    mine, directory, key = pending
     model = KMeansModel(args.kmeans_dir)
     directory.mkdir(parents=True, exist_ok=True)
     ark_path = (directory / "units.ark").resolve()

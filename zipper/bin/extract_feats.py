@@ -18,8 +18,7 @@ from zipper.utils.atomic import atomic_path, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, yaml_value
 from zipper.utils.provenance import (PROVENANCE_FILE, ProvenanceError, check_provenance, hash_lines,
                                      read_provenance, short_hash, write_provenance)
-from zipper.utils.sharding import (add_sharding_options, finished_job_dirs, job_dir, job_finished, job_key,
-                                   mark_job_finished, shard)
+from zipper.utils.sharding import add_sharding_options, finished_job_dirs, mark_job_finished, pending_job
 
 logger = logging.getLogger(__name__)
 SAMPLE_RATE = 16000  # what s3prl upstreams take
@@ -113,12 +112,10 @@ def run_job(args, data_dir: Path, out_dir: Path, wav: dict[str, str]) -> None:
     upstream = FeatureUpstream(args.upstream, args.layer, args.upstream_conf, batched=bool(args.batched))
     prov = feature_provenance(upstream, data_dir)
     refuse_mismatch(out_dir, prov)
-    mine = shard(list(wav), args.nj, args.job)
-    directory = job_dir(out_dir, args.nj, args.job)
-    key = job_key(prov=prov, utts=hash_lines(mine))
-    if job_finished(directory, key):
-        logger.info("job %d/%d already finished; nothing to do", args.job, args.nj)
+    pending = pending_job(out_dir, args.nj, args.job, list(wav), prov=prov)
+    if pending is None:
         return
+    mine, directory, key = pending
     upstream.to(args.device)
     directory.mkdir(parents=True, exist_ok=True)
     ark = (directory / "feats.ark").resolve()

@@ -16,8 +16,7 @@ from zipper.data.kaldi_dir import DataDirError, read_kv
 from zipper.utils.atomic import mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, run_main, str2bool
 from zipper.utils.provenance import hash_file
-from zipper.utils.sharding import (add_sharding_options, finished_job_dirs, job_dir, job_finished, job_key,
-                                   mark_job_finished, shard)
+from zipper.utils.sharding import add_sharding_options, finished_job_dirs, mark_job_finished, pending_job
 
 logger = logging.getLogger(__name__)
 
@@ -46,13 +45,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     wav_scp = in_dir / "wav.scp"
     utts = list(read_kv(wav_scp))
-    mine = shard(utts, args.nj, args.job)
-    directory = job_dir(out_dir, args.nj, args.job)
-    key = job_key(wav_scp=hash_file(wav_scp), fs=args.fs, resample=args.resample, min=args.min_duration,
-                  max=args.max_duration)
-    if job_finished(directory, key):
-        logger.info("job %d/%d already finished; nothing to do", args.job, args.nj)
+    pending = pending_job(out_dir, args.nj, args.job, utts, wav_scp=hash_file(wav_scp), fs=args.fs,
+                          resample=args.resample, min=args.min_duration, max=args.max_duration)
+    if pending is None:
         return
+    mine, directory, key = pending
     result = format_entries(wav_scp, mine, out_dir / "data", args.fs, args.resample, args.min_duration,
                             args.max_duration)
     write_job_result(directory, result)

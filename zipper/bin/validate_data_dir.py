@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Sequence
 
-from zipper.data.kaldi_dir import DataDirError, validate_data_dir
+from zipper.data.kaldi_dir import DataDirError, read_kv, validate_data_dir
 from zipper.utils.cli import make_parser, parse_and_setup, run_main, str2bool
 
 logger = logging.getLogger(__name__)
@@ -19,7 +20,21 @@ def get_parser():
     parser.add_argument("--check_audio", type=str2bool, default=False,
                         help="also open every recording and check its sample rate")
     parser.add_argument("--fs", type=int, default=None, help="expected sample rate (with --check_audio)")
+    parser.add_argument("--summary", type=str2bool, default=False,
+                        help="print a line per dir on stdout: utterances and hours (or sentences and words)")
     return parser
+
+
+def summary_line(data_dir: str, n_utts: int) -> str:
+    """`  <dir>  <N> utterances  <H> h` from utt2dur, or `<N> sentences  <W> words` for a text-only dir."""
+    d = Path(data_dir)
+    if (d / "utt2dur").is_file():
+        hours = sum(float(v) for v in read_kv(d / "utt2dur").values()) / 3600
+        return f"  {data_dir:<40} {n_utts:>10} utterances {hours:>10.2f} h"
+    if (d / "text").is_file() and not (d / "wav.scp").is_file():
+        words = sum(len(v.split()) for v in read_kv(d / "text").values())
+        return f"  {data_dir:<40} {n_utts:>10} sentences  {words:>10} words"
+    return f"  {data_dir:<40} {n_utts:>10} utterances"
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -28,6 +43,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         n = validate_data_dir(d, need_text=not args.no_text, need_wav=not args.no_wav,
                               check_audio=args.check_audio, fs=args.fs)
         logger.info("%s: ok (%d utterances)", d, n)
+        if args.summary:
+            print(summary_line(d, n))
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ from typing import Any, Sequence
 import torch
 import yaml
 
+from zipper.tokens import s3prl_compat
+
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
@@ -40,7 +42,7 @@ def deep_update(base: dict, override: dict) -> dict:
 
 def baseline_config(name: str, override: dict | None = None) -> dict:
     """s3prl's YAML config for a baseline upstream, with `override` deep-merged into it."""
-    import zipper.tokens.s3prl_compat  # noqa: F401
+    s3prl_compat.ensure()
     import s3prl.upstream.baseline.hubconf as baseline_hub
 
     path = os.path.join(os.path.dirname(baseline_hub.__file__), f"{name}.yaml")
@@ -70,7 +72,7 @@ class FeatureUpstream(torch.nn.Module):
     def __init__(self, name: str, layer: int = -1, conf: dict | None = None, batched: bool = True):
         super().__init__()
         self.name, self.layer, self.conf = name, layer, dict(conf or {})
-        import zipper.tokens.s3prl_compat  # noqa: F401
+        s3prl_compat.ensure()
 
         if name in BASELINE_UPSTREAMS:
             self.config = baseline_config(name, self.conf)

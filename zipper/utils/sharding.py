@@ -7,12 +7,15 @@ leaves a marker keyed by what it was given, so an interrupted stage re-runs only
 from __future__ import annotations
 
 import json
+import logging
 import os
 from pathlib import Path
 from typing import Sequence, TypeVar
 
 from zipper.utils.atomic import atomic_write_json
-from zipper.utils.provenance import short_hash
+from zipper.utils.provenance import hash_lines, short_hash
+
+logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -62,3 +65,15 @@ def finished_job_dirs(out_dir: str | os.PathLike, nj: int) -> list[Path]:
     if unfinished:
         raise RuntimeError(f"cannot merge: {len(unfinished)} job(s) did not finish: {', '.join(unfinished[:3])}")
     return dirs
+
+
+def pending_job(out_dir: str | os.PathLike, nj: int, job: int, utts: Sequence[str],
+                **inputs) -> tuple[list[str], Path, str] | None:
+    """This job's utterances, its dir and its key; None when it already finished on the same inputs."""
+    mine = shard(utts, nj, job)
+    directory = job_dir(out_dir, nj, job)
+    key = job_key(utts=hash_lines(mine), **inputs)
+    if job_finished(directory, key):
+        logger.info("job %d/%d already finished; nothing to do", job, nj)
+        return None
+    return mine, directory, key

@@ -85,17 +85,7 @@ while read -r name kind; do
         *) die "unexpected line from prepare_librispeech: '${name} ${kind}'" ;;
     esac
 done <<< "${sets}"
-python -m zipper.bin.validate_data_dir "${paired[@]}"
-python -m zipper.bin.validate_data_dir --no_text "${speech[@]}"
-python -m zipper.bin.validate_data_dir --no_wav "${texts[@]}"
-
 echo "Data dirs:"
-for d in "${paired[@]}" "${speech[@]}" "${texts[@]}"; do
-    utts=$(wc -l < "${d}/utt2spk")
-    if [ -f "${d}/utt2dur" ]; then
-        size=$(awk '{ s += $2 } END { printf "%.2f h", s / 3600 }' "${d}/utt2dur")
-        printf '  %-40s %10d utterances %12s\n' "${d}" "${utts}" "${size}"
-    else
-        printf '  %-40s %10d sentences\n' "${d}" "${utts}"
-    fi
-done
+python -m zipper.bin.validate_data_dir --summary true "${paired[@]}"
+python -m zipper.bin.validate_data_dir --summary true --no_text "${speech[@]}"
+python -m zipper.bin.validate_data_dir --summary true --no_wav "${texts[@]}"
