@@ -160,7 +160,8 @@ pip install -c "${constraints}" --no-deps --no-build-isolation -e "${repo_dir}"
 log "checking imports"
 "${vpy}" - <<'PY' || die "the venv is incomplete: see the traceback above"
 import importlib
-import zipper.tokens.s3prl_compat  # noqa: F401  (must precede s3prl)
+from zipper.tokens import s3prl_compat
+s3prl_compat.ensure()  # must precede s3prl
 for name in ["torch", "torchaudio.compliance.kaldi", "kaldiio", "sentencepiece", "jiwer", "yaml", "soundfile",
              "faiss", "sklearn.cluster", "espnet2.tasks.abs_task", "espnet2.train.trainer",
              "s3prl.upstream.baseline.hubconf", "transformers", "zipper"]:
