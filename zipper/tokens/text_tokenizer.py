@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import sentencepiece as spm
 
 from zipper.data.kaldi_dir import read_kv
-from zipper.tokens.token_list import NUM_SPECIAL, SPECIAL_TOKENS, TokenList, write_token_list
+from zipper.tokens.token_list import BOS, EOS, NUM_SPECIAL, PAD, SPECIAL_TOKENS, TokenList, write_token_list
 from zipper.utils.atomic import atomic_path
 from zipper.utils.provenance import ProvenanceError, check_provenance, hash_file, hash_lines
 
@@ -66,6 +66,8 @@ def train_sentencepiece(text_file: str | os.PathLike, out_dir: str | os.PathLike
 
 class TextTokenizer:
     """Text <-> token ids of the text tower (ids index `<dir>/tokens.txt`)."""
+
+    bos_id, eos_id, pad_id = BOS, EOS, PAD
 
     def __init__(self, directory: str | os.PathLike):
         self.directory = Path(directory)

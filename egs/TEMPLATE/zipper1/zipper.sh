@@ -9,8 +9,8 @@
 #   4  k-means on a portion of the speech set        exp/kmeans/<feat_tag>_k<K>_<hash>/
 #   5  semantic units (int32, kaldiio)               dump/units/<km_tag>/<set>/units.scp
 #   6  text tokenizer + token lists of both towers   data/token_list/{text_*,speech_<km_tag>}/
-#   7  speech-tower pre-training                     exp/tower_speech_<tag>/       (reserved, not yet here)
-#   8  text-tower pre-training                       exp/tower_text_<tag>/         (reserved, not yet here)
+#   7  speech-tower pre-training                     exp/tower_speech_<tag>/
+#   8  text-tower pre-training (or HF LM import)     exp/tower_text_<tag>/
 #   9  Zipper fusion + vocabulary-expansion baseline exp/zipper_<tag>/ ...         (reserved, not yet here)
 #  10  decoding (ASR text, TTS units)                exp/<model>/decode_<tag>/     (reserved, not yet here)
 #  11  vocoder, units -> waveform                    exp/vocoder_<tag>/            (reserved, not yet here)
@@ -23,13 +23,13 @@ log() {
 }
 min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 SECONDS=0
-last_implemented_stage=6
+last_implemented_stage=8
 
 help_message="Usage: $0 [options]   (normally called by a recipe's run.sh, which passes its own defaults)"
 
 # <options>
 stage=1                   # first stage to run
-stop_stage=6              # last stage to run
+stop_stage=8              # last stage to run
 nj=4                      # parallel jobs for the CPU stages
 ngpu=0                    # GPUs to use (0: CPU)
 force=false               # redo steps even if their .done marker says they are finished
@@ -55,6 +55,12 @@ kmeans_seed=0             # stage 4: seed of the sample and of k-means
 kmeans_algorithm=faiss    # stage 4: faiss or sklearn
 text_vocab_size=1000      # stage 6: sentencepiece vocabulary size (with the 8 reserved slots)
 text_model_type=unigram   # stage 6: sentencepiece model type (unigram, bpe, char)
+speech_tower_config=conf/tower_s.yaml  # stage 7: tower preset (size + training options; keys = tower_train options)
+text_tower_config=conf/tower_s.yaml    # stage 8: the same for the text tower
+text_tower_hf_model=""    # stage 8: import this Hugging Face causal LM (name or local dir) as the text tower instead
+speech_tower_tag=""       # stage 7: exp/tower_speech_<tag> (default: preset name + k-means tag)
+text_tower_tag=""         # stage 8: exp/tower_text_<tag> (default: preset name + tokenizer name, or the HF model)
+tower_train_opts=""       # stages 7-8: extra tower_train options, e.g. "--max_epoch 2"
 # </options>
 
 log "$0 $*"
@@ -71,7 +77,7 @@ fi
 
 if [ "${stop_stage}" -gt "${last_implemented_stage}" ] && [ "${stage}" -le "${stop_stage}" ]; then
     log "Error: stages $((last_implemented_stage + 1))-${stop_stage} are reserved but not implemented in this" \
-        "version (towers, fusion, decoding, vocoder, scoring come next); run with --stop_stage ${last_implemented_stage}"
+        "version (fusion, decoding, vocoder, scoring come next); run with --stop_stage ${last_implemented_stage}"
     exit 1
 fi
 
@@ -83,6 +89,15 @@ paired_main_set=${paired_sets[0]}
 audio_sets="${speech_train_set} ${paired_main_set} ${dev_set} ${test_sets}"
 device=cpu; [ "${ngpu}" -gt 0 ] && device=cuda
 text_token_dir=data/token_list/text_${text_model_type}${text_vocab_size}
+eval "tower_train_opts_array=(${tower_train_opts})"
+
+# A config path is taken relative to the recipe dir, else to the repository (the shared presets in conf/).
+resolve_conf() {
+    if [ -f "$1" ]; then echo "$1"
+    elif [ -f "${MAIN_ROOT}/$1" ]; then echo "${MAIN_ROOT}/$1"
+    else log "Error: config $1 not found (in $(pwd) or ${MAIN_ROOT})"; exit 1; fi
+}
+preset_name() { basename "$1" .yaml | sed 's/^tower_//'; }
 
 done_or_forced() {  # done_or_forced <dir>: true when <dir> is finished and --force is not given
     [ "${force}" != true ] && [ -f "$1/.done" ]
@@ -180,7 +195,49 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         --out_dir "data/token_list/speech_${km}" --units_dirs "${unit_dirs[@]}" --force "${force}"
 fi
 
-if [ "${stop_stage}" -ge 6 ] && [ "${stage}" -le 6 ]; then
+if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+    km=$(km_tag)
+    [ -n "${speech_tower_tag}" ] || speech_tower_tag=$(preset_name "${speech_tower_config}")_${km}
+    speech_exp=${expdir}/tower_speech_${speech_tower_tag}
+    log "Stage 7: speech tower: ${dumpdir}/units/${km}/${speech_train_set} -> ${speech_exp}"
+    if done_or_forced "${speech_exp}"; then
+        log "  ${speech_exp} is done"
+    else
+        resume=true; [ "${force}" = true ] && resume=false
+        mkdir -p "${speech_exp}"
+        ${cuda_cmd} --gpu "${ngpu}" "${speech_exp}/train.log" python -m zipper.bin.tower_train \
+            --config "$(resolve_conf "${speech_tower_config}")" --modality speech \
+            --train_data "${dumpdir}/units/${km}/${speech_train_set}" --valid_data "${dumpdir}/units/${km}/${dev_set}" \
+            --token_list "data/token_list/speech_${km}" --output_dir "${speech_exp}" --ngpu "${ngpu}" \
+            --resume "${resume}" ${tower_train_opts:+"${tower_train_opts_array[@]}"}
+    fi
+    log "  $(grep -h "dev perplexity" "${speech_exp}/train.log" | tail -n 1)"
+fi
+
+if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+    if [ -n "${text_tower_hf_model}" ]; then
+        [ -n "${text_tower_tag}" ] || text_tower_tag=hf_$(basename "${text_tower_hf_model}")
+        text_opts=(--tower hf --hf_model "${text_tower_hf_model}" --max_epoch 0)
+    else
+        [ -n "${text_tower_tag}" ] || text_tower_tag=$(preset_name "${text_tower_config}")_$(basename "${text_token_dir}")
+        text_opts=(--config "$(resolve_conf "${text_tower_config}")" --token_list "${text_token_dir}")
+    fi
+    text_exp=${expdir}/tower_text_${text_tower_tag}
+    log "Stage 8: text tower: data/${text_train_set} -> ${text_exp}"
+    if done_or_forced "${text_exp}"; then
+        log "  ${text_exp} is done"
+    else
+        resume=true; [ "${force}" = true ] && resume=false
+        mkdir -p "${text_exp}"
+        ${cuda_cmd} --gpu "${ngpu}" "${text_exp}/train.log" python -m zipper.bin.tower_train \
+            "${text_opts[@]}" --modality text --train_data "data/${text_train_set}" --valid_data "data/${dev_set}" \
+            --output_dir "${text_exp}" --ngpu "${ngpu}" --resume "${resume}" \
+            ${tower_train_opts:+"${tower_train_opts_array[@]}"}
+    fi
+    log "  $(grep -h "dev perplexity" "${text_exp}/train.log" | tail -n 1)"
+fi
+
+if [ "${stop_stage}" -ge 6 ]; then
     km=$(km_tag)
     log "Outputs:"
     log "  data dirs:        data/{${text_train_set},${speech_train_set},${paired_train_sets// /,},${dev_set},${test_sets// /,}}"
@@ -190,6 +247,10 @@ if [ "${stop_stage}" -ge 6 ] && [ "${stage}" -le 6 ]; then
     log "  units:            ${dumpdir}/units/${km}/<set>/units.scp"
     log "  text tokens:      ${text_token_dir}/{sentencepiece.model,tokens.txt}"
     log "  speech tokens:    data/token_list/speech_${km}/tokens.txt"
-    log "Next stages (7-12: tower pre-training, fusion, decoding, vocoder, scoring) are not in this version yet."
+    if [ -n "${speech_exp:-}" ]; then log "  speech tower:     ${speech_exp}/ (valid.loss.ave.pth, scores.json, images/)"; fi
+    if [ -n "${text_exp:-}" ]; then log "  text tower:       ${text_exp}/ (valid.loss.ave.pth, scores.json, images/)"; fi
+fi
+if [ "${stop_stage}" -ge "${last_implemented_stage}" ]; then
+    log "Stages 9-12 (fusion and baseline, decoding, vocoder, scoring) are not in this version yet."
 fi
 log "Successfully finished stages ${stage}-${stop_stage} in ${SECONDS}s [elapsed]"
