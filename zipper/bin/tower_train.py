@@ -12,28 +12,22 @@ from __future__ import annotations
 
 import logging
 import os
-import shlex
 from pathlib import Path
 from typing import Sequence
 
 import torch
-import yaml
 
 from zipper.models.lm import TowerLM
 from zipper.tasks.tower_task import (SequenceBatches, add_tower_arguments, build_tokenizer, build_tower,
                                      load_sequences, score_sequences, unigram_perplexity, vocab_size)
 from zipper.train.trainer import Trainer, add_trainer_arguments, parameter_report, setup_distributed
-from zipper.utils.atomic import atomic_write_json, atomic_write_text, mark_done
+from zipper.train.experiment import start_experiment
+from zipper.utils.atomic import atomic_write_json, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, run_main
 from zipper.utils.log import log_run_header
 from zipper.utils.provenance import ProvenanceError
 
 logger = logging.getLogger(__name__)
-# Options that may change between a run and its resumption without changing what is trained.
-RESUMABLE_CHANGES = {"max_epoch", "log_interval", "save_every_steps", "ngpu", "num_threads", "patience", "resume",
-                     "log_level", "keep_nbest_models", "max_valid_batches", "print_config", "config", "compile"}
-
-
 def get_parser():
     parser = make_parser(__doc__, config=True)
     add_tower_arguments(parser)
@@ -42,41 +36,13 @@ def get_parser():
     return parser
 
 
-def check_same_experiment(output_dir: Path, config: dict) -> None:
-    """Refuse to continue an experiment with options that change what is trained."""
-    path = output_dir / "config.yaml"
-    if not path.exists():
-        return
-    with open(path, encoding="utf-8") as f:
-        old = yaml.safe_load(f) or {}
-    changed = sorted(k for k in set(old) | set(config) if k not in RESUMABLE_CHANGES and old.get(k) != config.get(k))
-    if changed:
-        lines = "\n".join(f"  {k}: {old.get(k)!r} -> {config.get(k)!r}" for k in changed)
-        raise ProvenanceError(f"{output_dir} holds an experiment made with other options:\n{lines}\n"
-                              "Use another --output_dir (or remove this one) to train with them.")
-
-
-def write_replay(output_dir: Path) -> None:
-    """run.sh that re-runs this experiment from its recipe dir with its config.yaml."""
-    script = (f"#!/usr/bin/env bash\n# Re-run (or resume) this experiment: bash {output_dir}/run.sh [more options]\n"
-              f"cd {shlex.quote(os.getcwd())}\n. ./path.sh\n"
-              f"python -m zipper.bin.tower_train --config {shlex.quote(str(output_dir / 'config.yaml'))} \"$@\"\n")
-    atomic_write_text(output_dir / "run.sh", script)
-    os.chmod(output_dir / "run.sh", 0o755)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_and_setup(get_parser(), argv)
     setup_distributed(args)
     rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
     torch.manual_seed(args.seed)
     output_dir = Path(args.output_dir)
-    config = {k: v for k, v in vars(args).items() if k not in ("config", "print_config")}
-    if args.resume:
-        check_same_experiment(output_dir, config)
-    if rank == 0:
-        atomic_write_text(output_dir / "config.yaml", yaml.safe_dump(config, sort_keys=False, allow_unicode=True))
-        write_replay(output_dir)
+    config = start_experiment(args, "zipper.bin.tower_train", rank)
     log_run_header("zipper.bin.tower_train", config)
 
     tokenizer = build_tokenizer(args)

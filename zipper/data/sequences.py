@@ -112,14 +112,18 @@ class LengthBatchSampler:
         batches = list(self._batches)
         if self.shuffle:
             random.Random(self.seed + epoch).shuffle(batches)
-        if self.world_size > 1:
-            per_rank = math.ceil(len(batches) / self.world_size)
-            batches = (batches * self.world_size)[:per_rank * self.world_size]
-            batches = batches[self.rank::self.world_size]
-        return batches
+        return rank_share(batches, self.rank, self.world_size)
 
     def __len__(self) -> int:
         return math.ceil(len(self._batches) / self.world_size)
+
+
+def rank_share(batches: list, rank: int, world_size: int) -> list:
+    """Rank r's batches r, r + world, ... of the list padded (by repeating) to a multiple of world."""
+    if world_size <= 1:
+        return batches
+    per_rank = math.ceil(len(batches) / world_size)
+    return (batches * world_size)[:per_rank * world_size][rank::world_size]
 
 
 def pad_batch(sequences: Sequence[np.ndarray], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -10,13 +10,16 @@ from torch import nn
 
 
 def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
-                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                    only: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Summed cross-entropy, correct predictions and count over real positions.
 
-    logits (B, T-1, V) predict tokens[:, 1:] (B, T-1); lengths (B,) count real tokens including <bos>.
+    logits (B, T-1, V) predict tokens[:, 1:] (B, T-1); lengths (B,) count real tokens including <bos>;
+    only (B, T-1): further restrict which predictions count (e.g. not a prompt's).
     """
     targets = tokens[:, 1:]
     mask = torch.arange(targets.shape[1], device=tokens.device)[None, :] < (lengths - 1)[:, None]  # (B, T-1)
+    if only is not None:
+        mask = mask & only
     nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1), reduction="none")
     nll = (nll.view_as(targets) * mask).sum()
     correct = ((logits.argmax(dim=-1) == targets) & mask).sum()

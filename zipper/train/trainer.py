@@ -124,17 +124,57 @@ def atomic_save(obj: Any, path: Path) -> None:
         torch.save(obj, tmp)
 
 
+def model_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What a model file holds: a model may leave out what it does not train (a frozen pre-trained tower)."""
+    return model.checkpoint_state_dict() if hasattr(model, "checkpoint_state_dict") else model.state_dict()
+
+
+def load_model_state(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    if hasattr(model, "load_checkpoint_state_dict"):
+        model.load_checkpoint_state_dict(state)
+    else:
+        model.load_state_dict(state)
+
+
 def parameter_report(model: nn.Module) -> str:
     total = sum(p.numel() for p in model.parameters())
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     return f"{total / 1e6:.2f} M parameters, {trainable / 1e6:.2f} M trainable"
 
 
+class StatSums:
+    """Weighted sums of statistics, each with its own weight: a statistic only some batches report (one
+    task's loss in a multi-task batch stream) is averaged over those batches only."""
+
+    def __init__(self):
+        self.sums: dict[str, float] = {}
+        self.weights: dict[str, float] = {}
+
+    def add(self, stats: dict[str, Any], weight: Any) -> None:
+        w = float(weight)
+        for k, v in stats.items():
+            self.sums[k] = self.sums.get(k, 0.0) + float(v) * w
+            self.weights[k] = self.weights.get(k, 0.0) + w
+
+    def means(self) -> dict[str, float]:
+        return {k: v / max(self.weights[k], 1e-9) for k, v in self.sums.items()}
+
+    def all_reduce(self, device: torch.device) -> None:
+        keys = sorted(self.sums)
+        t = torch.tensor([self.sums[k] for k in keys] + [self.weights[k] for k in keys], device=device,
+                         dtype=torch.float64)
+        torch.distributed.all_reduce(t)
+        values = t.tolist()
+        self.sums = dict(zip(keys, values[:len(keys)]))
+        self.weights = dict(zip(keys, values[len(keys):]))
+
+
 class Trainer:
     """Runs epochs of `model(**batch) -> (loss, stats, weight)` over a BatchSource, resumably."""
 
     def __init__(self, args, model: nn.Module, train: BatchSource, valid: BatchSource,
-                 on_epoch_end: Optional[Callable[[int, dict], None]] = None):
+                 on_epoch_end: Optional[Callable[[int, dict], None]] = None,
+                 on_log: Optional[Callable[[int], None]] = None):
         self.args = args
         self.output_dir = Path(args.output_dir)
         self.rank = int(os.environ.get("RANK", 0))
@@ -145,6 +185,7 @@ class Trainer:
         self.model = model.to(self.device)
         self.train, self.valid = train, valid
         self.on_epoch_end = on_epoch_end
+        self.on_log = on_log
         self.optimizer = build_optimizer(args, self.model.parameters())
         args.total_steps = self.total_steps()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(args))
@@ -174,7 +215,7 @@ class Trainer:
     # ---------------------------------------------------------------------------------------------- state
     def checkpoint(self) -> dict:
         return {
-            "model": self.model.state_dict(),
+            "model": model_state(self.model),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict() if self.scaler else None,
@@ -191,7 +232,7 @@ class Trainer:
         if not (self.args.resume and path.exists()):
             return
         ckpt = torch.load(path, map_location=self.device, weights_only=False)
-        self.model.load_state_dict(ckpt["model"])
+        load_model_state(self.model, ckpt["model"])
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.scheduler.load_state_dict(ckpt["scheduler"])
         if self.scaler and ckpt["scaler"]:
@@ -238,10 +279,8 @@ class Trainer:
     def train_epoch(self) -> dict[str, float]:
         args, model = self.args, self.forward_model
         model.train()
-        sums: dict[str, float] = {}
-        weight_sum = 0.0
-        log_sums: dict[str, float] = {}
-        log_weight, log_tokens, log_begin = 0.0, 0, time.time()
+        totals, window = StatSums(), StatSums()
+        log_tokens, log_begin = 0, time.time()
         self.optimizer.zero_grad(set_to_none=True)
         for position, indices in self.epoch_batches():
             batch = self.to_device(self.train.collate(indices))
@@ -252,14 +291,9 @@ class Trainer:
                 self.scaler.scale(loss_for_backward).backward()
             else:
                 loss_for_backward.backward()
-            w = float(weight)
-            for k, v in stats.items():
-                value = float(v) * w
-                sums[k] = sums.get(k, 0.0) + value
-                log_sums[k] = log_sums.get(k, 0.0) + value
-            weight_sum += w
-            log_weight += w
-            log_tokens += int(batch.get("num_tokens", weight))
+            totals.add(stats, weight)
+            window.add(stats, weight)
+            log_tokens += int(weight)
             self.state.batch_in_epoch = position + 1
             self.state.cursor += 1 if args.num_iters_per_epoch else 0
             if (position + 1) % args.accum_grad:
@@ -267,20 +301,22 @@ class Trainer:
             grad_norm = self.update()
             if self.state.step % args.log_interval == 0:
                 elapsed = time.time() - log_begin
-                line = " ".join(f"{k}={v / max(log_weight, 1e-9):.4g}" for k, v in log_sums.items())
+                means = window.means()
                 logger.info("epoch %d step %d: %s grad_norm=%.3g lr=%.3g %.0f tokens/s", self.state.epoch,
-                            self.state.step, line, grad_norm, self.scheduler.get_last_lr()[0],
+                            self.state.step, fmt(means), grad_norm, self.scheduler.get_last_lr()[0],
                             log_tokens / max(elapsed, 1e-9))
                 if self.writer:
-                    for k, v in log_sums.items():
-                        self.writer.add_scalar(f"train/{k}", v / max(log_weight, 1e-9), self.state.step)
+                    for k, v in means.items():
+                        self.writer.add_scalar(f"train/{k}", v, self.state.step)
                     self.writer.add_scalar("train/lr", self.scheduler.get_last_lr()[0], self.state.step)
                     self.writer.add_scalar("train/tokens_per_second", log_tokens / max(elapsed, 1e-9),
                                            self.state.step)
-                log_sums, log_weight, log_tokens, log_begin = {}, 0.0, 0, time.time()
+                if self.on_log:
+                    self.on_log(self.state.step)
+                window, log_tokens, log_begin = StatSums(), 0, time.time()
             if args.save_every_steps and self.state.step % args.save_every_steps == 0:
                 self.save_checkpoint()
-        return {k: v / max(weight_sum, 1e-9) for k, v in sums.items()}
+        return totals.means()
 
     def update(self) -> float:
         args = self.args
@@ -303,8 +339,7 @@ class Trainer:
     def validate(self) -> dict[str, float]:
         model = self.forward_model
         model.eval()
-        sums: dict[str, float] = {}
-        weight_sum = 0.0
+        totals = StatSums()
         batches = self.valid.batches(0)
         if self.args.max_valid_batches:
             batches = batches[:self.args.max_valid_batches]
@@ -312,16 +347,10 @@ class Trainer:
             batch = self.to_device(self.valid.collate(indices))
             with self.autocast():
                 _, stats, weight = model(**batch)
-            w = float(weight)
-            for k, v in stats.items():
-                sums[k] = sums.get(k, 0.0) + float(v) * w
-            weight_sum += w
+            totals.add(stats, weight)
         if self.world_size > 1:
-            keys = sorted(sums)
-            t = torch.tensor([sums[k] for k in keys] + [weight_sum], device=self.device, dtype=torch.float64)
-            torch.distributed.all_reduce(t)
-            sums, weight_sum = dict(zip(keys, t[:-1].tolist())), float(t[-1])
-        return {k: v / max(weight_sum, 1e-9) for k, v in sums.items()}
+            totals.all_reduce(self.device)
+        return totals.means()
 
     # ------------------------------------------------------------------------------------------- epochs
     def run(self) -> list[dict]:
@@ -364,7 +393,7 @@ class Trainer:
         if self.rank != 0:
             return True
         epoch = self.state.epoch
-        atomic_save(self.model.state_dict(), self.output_dir / f"{epoch}epoch.pth")
+        atomic_save(model_state(self.model), self.output_dir / f"{epoch}epoch.pth")
         ranked = rank_epochs(self.state.history, set_name, metric, mode)
         keep = set(ranked[:self.args.keep_nbest_models]) | {epoch}
         for old in self.output_dir.glob("*epoch.pth"):

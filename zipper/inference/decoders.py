@@ -1,0 +1,155 @@
+"""Incremental decoders over the trained models, for zipper.inference.search.
+
+ZipperDecoder: the input segments are run once (prefill); the output modality's tower then decodes with its
+own KV cache, its cross-attention keys/values over the finished modalities computed once and reused at every
+step.  Several output modalities in a row ([text, speech]) decode one after the other, each finished one
+becoming memory for the next (`decode_zipper`).
+VocabExpansionDecoder: the single decoder with a left-padded prompt and one KV cache.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Sequence
+
+import torch
+
+from zipper.inference.search import SearchConfig, run_search
+from zipper.models.zipper import Memory, Segment, ZipperModel
+from zipper.tokens.token_list import NUM_SPECIAL
+
+
+def allowed_tokens(vocab: int, start: int, stop: int, extra: Sequence[int], device) -> torch.Tensor:
+    """(V,) bool: ids in [start, stop) plus `extra` may be generated."""
+    allowed = torch.zeros(vocab, dtype=torch.bool, device=device)
+    allowed[start:stop] = True
+    allowed[list(extra)] = True
+    return allowed
+
+
+class ZipperDecoder:
+    def __init__(self, model: ZipperModel, modality: str, memory: dict[str, Memory], batch: int, max_len: int):
+        self.model, self.modality = model, modality
+        tower = model.towers[modality]
+        self.cache = tower.new_cache(batch, max_len + 1)
+        self.cross = model.cross_memory(modality, memory)
+        self.recorded: list[list[torch.Tensor]] = []  # per step, per cross layer: (B, 1, D)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        segment = Segment(self.modality, tokens, torch.ones(tokens.shape[0], dtype=torch.long, device=tokens.device))
+        out, recorded = self.model.run_segment(segment, {}, cache=self.cache, cross=self.cross)
+        self.recorded.append(recorded)
+        return out.logits[:, -1]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.cache.reorder(index)
+        self.cross = [None if c is None else (c[0][index], c[1][index], c[2][index]) for c in self.cross]
+        self.recorded = [[h[index] for h in step] for step in self.recorded]
+
+    def memory_of(self, lengths: torch.Tensor) -> Memory:
+        """This decoding as memory for a following modality: states of <bos> + the generated tokens."""
+        states = [torch.cat([step[n] for step in self.recorded], dim=1) for n in range(self.model.n_cross)]
+        mask = torch.arange(states[0].shape[1], device=lengths.device)[None, :] < lengths[:, None]
+        return Memory(states, mask)
+
+
+@torch.no_grad()
+def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequence[str],
+                  configs: dict[str, SearchConfig], allowed: dict[str, Optional[torch.Tensor]],
+                  bos: dict[str, int], eos: dict[str, int]) -> dict[str, list[list[int]]]:
+    """Decode the output modalities in order after the input segments; returns token ids per modality.
+
+    Beam search and several samples per input are for the last output modality (earlier ones decode greedily
+    or with one sample, so that each row keeps one history to condition the next modality on).
+    """
+    memory: dict[str, Memory] = {}
+    for segment in inputs:
+        _, recorded = model.run_segment(segment, memory, return_logits=False)
+        model.extend_memory(memory, segment, recorded)
+    batch = inputs[0].tokens.shape[0]
+    device = inputs[0].tokens.device
+    results: dict[str, list[list[int]]] = {}
+    for i, modality in enumerate(outputs):
+        config = configs[modality]
+        decoder = ZipperDecoder(model, modality, memory, batch, config.max_len)
+        if config.method == "sample" and config.nbest > 1:
+            if i != len(outputs) - 1:
+                raise ValueError("several samples per input only for the last output modality")
+            decoder.reorder(torch.arange(batch, device=device).repeat_interleave(config.nbest))
+            rows = batch * config.nbest
+        else:
+            rows = batch
+        first = decoder.step(torch.full((rows, 1), bos[modality], dtype=torch.long, device=device))
+        hyps = run_search(decoder, first, eos[modality], config, allowed.get(modality))
+        results[modality] = hyps
+        if i < len(outputs) - 1:
+            if config.method == "beam":
+                raise ValueError("beam search only for the last output modality")
+            lengths = torch.tensor([len(h) + 1 for h in hyps], device=device)  # <bos> + tokens
+            new = decoder.memory_of(lengths)
+            if modality in memory:
+                old = memory[modality]
+                memory[modality] = Memory([torch.cat([a, b], 1) for a, b in zip(old.states, new.states)],
+                                          torch.cat([old.mask, new.mask], 1))
+            else:
+                memory[modality] = new
+    return results
+
+
+class VocabExpansionDecoder:
+    """The baseline's tower over left-padded prompts (B, P), continued one token at a time."""
+
+    def __init__(self, model, prompts: Sequence[torch.Tensor], max_len: int):
+        self.tower = model.tower
+        device = prompts[0].device
+        longest = max(len(p) for p in prompts)
+        self.mask = torch.zeros(len(prompts), longest, dtype=torch.bool, device=device)
+        tokens = torch.full((len(prompts), longest), model.pad, dtype=torch.long, device=device)
+        for i, p in enumerate(prompts):
+            tokens[i, longest - len(p):] = p
+            self.mask[i, longest - len(p):] = True
+        self.positions = (self.mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, P)
+        self.cache = self.tower.new_cache(len(prompts), longest + max_len + 1)
+        self.first_logits = self.tower(tokens, positions=self.positions, key_padding_mask=self.mask,
+                                       cache=self.cache).logits[:, -1]
+        self.next_position = self.positions[:, -1:] + 1  # (B, 1)
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.mask = torch.cat([self.mask, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
+        logits = self.tower(tokens, positions=self.next_position, key_padding_mask=self.mask, cache=self.cache).logits
+        self.next_position = self.next_position + 1
+        return logits[:, -1]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.cache.reorder(index)
+        self.mask = self.mask[index]
+        self.next_position = self.next_position[index]
+        self.first_logits = self.first_logits[index]
+
+
+@torch.no_grad()
+def decode_vocab_expansion(model, task: str, rows: Sequence[torch.Tensor], config: SearchConfig
+                           ) -> list[list[int]]:
+    """ASR: rows are speech-tower rows (<bos> u.. <eos>) -> text ids; TTS: text rows -> unit ids (0-based)."""
+    device = rows[0].device
+    vocab = model.vocab_size
+    if task == "asr":
+        prompts = [model.asr_prompt(r) for r in rows]
+        allowed = allowed_tokens(vocab, NUM_SPECIAL if model.use_task_tags else 0, model.text_vocab,
+                                 [model.eos], device)
+        eos = model.eos
+    else:
+        prompts = [model.tts_prompt(r) for r in rows]
+        allowed = allowed_tokens(vocab, model.text_vocab, model.text_vocab + model.n_units, [model.eoa], device)
+        eos = model.eoa
+    decoder = VocabExpansionDecoder(model, prompts, config.max_len)
+    first = decoder.first_logits
+    if config.method == "sample" and config.nbest > 1:
+        index = torch.arange(len(rows), device=device).repeat_interleave(config.nbest)
+        decoder.reorder(index)
+        first = decoder.first_logits
+    hyps = run_search(decoder, first, eos, config, allowed)
+    if task == "tts":
+        hyps = [[t - model.text_vocab for t in h] for h in hyps]
+    return hyps

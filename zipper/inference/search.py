@@ -1,0 +1,146 @@
+"""Search over any incremental decoder: greedy, beam, sampling (temperature / top-k / top-p), batched.
+
+A decoder has consumed its prompt and offers `step(tokens (B, 1)) -> logits (B, V)` for the next position and
+`reorder(index)` to follow beams or replicate rows; `first_logits` are the logits of the first token to
+generate.  `allowed` (V,) bool restricts what may be generated (no <pad>, no other modality's tokens).
+Rows that reached `eos` keep being fed `eos` (their outputs are ignored) so that a batch steps together.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional, Protocol
+
+import torch
+
+
+class IncrementalDecoder(Protocol):
+    def step(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def reorder(self, index: torch.Tensor) -> None: ...
+
+
+@dataclasses.dataclass
+class SearchConfig:
+    method: str = "greedy"  # greedy | beam | sample
+    beam_size: int = 4
+    length_penalty: float = 0.0  # beam: score / length ** penalty
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    nbest: int = 1  # sample: samples per input
+    max_len: int = 256
+    seed: int = 0
+
+
+def restrict(logits: torch.Tensor, allowed: Optional[torch.Tensor]) -> torch.Tensor:
+    return logits if allowed is None else logits.masked_fill(~allowed, float("-inf"))
+
+
+def trim(row: list[int], eos: int) -> list[int]:
+    return row[:row.index(eos)] if eos in row else row
+
+
+def greedy(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, max_len: int,
+           allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
+    logits = restrict(first_logits, allowed)
+    done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    out = []
+    for step in range(max_len):
+        token = logits.argmax(dim=-1).masked_fill(done, eos)  # (B,)
+        out.append(token)
+        done |= token == eos
+        if bool(done.all()) or step == max_len - 1:
+            break
+        logits = restrict(decoder.step(token[:, None]), allowed)
+    tokens = torch.stack(out, dim=1).tolist()
+    return [trim(row, eos) for row in tokens]
+
+
+def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tensor:
+    if top_k > 0:
+        kth = torch.topk(logits, min(top_k, logits.shape[-1]), dim=-1).values[:, -1:]
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    if top_p < 1.0:
+        sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+        cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)
+        remove = cumulative - sorted_logits.softmax(dim=-1) > top_p  # keep the smallest set reaching top_p
+        logits = logits.masked_fill(remove.scatter(1, order, remove), float("-inf"))
+    return logits
+
+
+def sample(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
+           allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
+    """One sample per row (replicate rows beforehand for several samples per input)."""
+    generator = torch.Generator(device=first_logits.device).manual_seed(config.seed)
+    logits = restrict(first_logits, allowed)
+    done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    out = []
+    for step in range(config.max_len):
+        probs = filter_logits(logits.float() / max(config.temperature, 1e-6), config.top_k, config.top_p).softmax(-1)
+        token = torch.multinomial(probs, 1, generator=generator)[:, 0].masked_fill(done, eos)
+        out.append(token)
+        done |= token == eos
+        if bool(done.all()) or step == config.max_len - 1:
+            break
+        logits = restrict(decoder.step(token[:, None]), allowed)
+    tokens = torch.stack(out, dim=1).tolist()
+    return [trim(row, eos) for row in tokens]
+
+
+def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
+                allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
+    """Best hypothesis per row; the decoder's rows are expanded to B * beam (reorder) inside."""
+    b, v = first_logits.shape
+    k = config.beam_size
+    device = first_logits.device
+    logp = restrict(first_logits, allowed).float().log_softmax(-1)  # (B, V)
+    scores, tokens = logp.topk(k, dim=-1)  # (B, k)
+    decoder.reorder(torch.arange(b, device=device).repeat_interleave(k))
+    history = tokens.reshape(b * k, 1)
+    finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
+    alive = scores.reshape(b * k)
+    ended = history[:, 0] == eos
+
+    def penalised(score: float, length: int) -> float:
+        return score / (max(length, 1) ** config.length_penalty)
+
+    for row in range(b * k):
+        if bool(ended[row]):
+            finished[row // k].append((penalised(float(alive[row]), 1), []))
+    alive = alive.masked_fill(ended, float("-inf"))
+    for step in range(1, config.max_len):
+        if all(len(f) >= k for f in finished) or bool(torch.isinf(alive).all()):
+            break
+        last = history[:, -1:].masked_fill(history[:, -1:] == eos, eos)
+        logp = restrict(decoder.step(last), allowed).float().log_softmax(-1)  # (B*k, V)
+        total = (alive[:, None] + logp).reshape(b, k * v)
+        scores, flat = total.topk(k, dim=-1)  # (B, k)
+        parent = flat // v + (torch.arange(b, device=device) * k)[:, None]
+        token = flat % v
+        parent, token, scores = parent.reshape(-1), token.reshape(-1), scores.reshape(-1)
+        decoder.reorder(parent)
+        history = torch.cat([history[parent], token[:, None]], dim=1)
+        ended = token == eos
+        for row in torch.nonzero(ended & ~torch.isinf(scores)).flatten().tolist():
+            finished[row // k].append((penalised(float(scores[row]), history.shape[1]), history[row, :-1].tolist()))
+        alive = scores.masked_fill(ended, float("-inf"))
+    results = []
+    for i in range(b):
+        if not finished[i]:  # nothing ended within max_len: take the best alive hypothesis
+            rows = alive[i * k:(i + 1) * k]
+            best = i * k + int(rows.argmax())
+            finished[i].append((float(rows.max()), history[best].tolist()))
+        results.append(max(finished[i], key=lambda x: x[0])[1])
+    return [trim(r, eos) for r in results]
+
+
+def run_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
+               allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
+    if config.method == "greedy":
+        return greedy(decoder, first_logits, eos, config.max_len, allowed)
+    if config.method == "beam":
+        return beam_search(decoder, first_logits, eos, config, allowed)
+    if config.method == "sample":
+        return sample(decoder, first_logits, eos, config, allowed)
+    raise ValueError(f"unknown search method '{config.method}' (greedy, beam, sample)")

@@ -1,0 +1,231 @@
+"""Zipper: N >= 2 pre-trained decoder towers zipped together with gated cross-attention (PAPER.md section 1).
+
+A sequence is a list of segments, each a run of one modality in the linear order ([speech][text] for ASR,
+[text][speech] for TTS).  A token may attend only to other-modality tokens that come before it, so segments
+are computed in order: a segment's tower runs block by block, and after every `interval[m]`-th block its
+hidden states cross-attend (GatedCrossAttention) to the projected block outputs, at the paired layer, of
+every other-modality segment already computed.  Tokens with nothing before them see no cross-attention at all;
+tokens after them never influence them.  The same code serves teacher-forced training (all segments given)
+and decoding (the output segment grows one token at a time with its tower's KV cache, the finished
+segments' cross-attention keys/values computed once).
+
+Where the paper is silent we chose, and say so:
+  * input projection: h0 = e + tanh(a_in) * ReLU(MLP(e)), a_in = 0 at init - the paper's ReLU(MLP(embed)) as a
+    gated residual, so that the fused model starts exactly as its towers (Flamingo's principle, and a test);
+  * cross-tower projection p: 3-layer MLP (default) or linear, then ReLU, one per cross-attention layer;
+  * with more than two towers, a tower attends to the concatenation of all other towers' projected states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from zipper.models.gated_cross_attention import GatedCrossAttention
+from zipper.models.lm import next_token_loss
+
+logger = logging.getLogger(__name__)
+
+
+class Projection(nn.Module):
+    """d_in -> d_out: a 3-layer MLP with ReLUs (or one linear layer), followed by ReLU (the paper's p)."""
+
+    def __init__(self, d_in: int, d_out: int, kind: str = "mlp", hidden: int = 0):
+        super().__init__()
+        if kind == "linear":
+            self.net: nn.Module = nn.Linear(d_in, d_out)
+        elif kind == "mlp":
+            hidden = hidden or max(d_in, d_out)
+            self.net = nn.Sequential(nn.Linear(d_in, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                     nn.Linear(hidden, d_out))
+        else:
+            raise ValueError(f"unknown projection '{kind}' (mlp or linear)")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.net(x))
+
+
+class InputProjection(nn.Module):
+    """h0 = e + tanh(a) * ReLU(MLP(e)) with a = 0 at init: identity until training opens the gate."""
+
+    def __init__(self, d_model: int, kind: str = "mlp", hidden: int = 0):
+        super().__init__()
+        self.proj = Projection(d_model, d_model, kind, hidden)
+        self.gate = nn.Parameter(torch.zeros(()))
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        return e + torch.tanh(self.gate) * self.proj(e)
+
+
+@dataclasses.dataclass
+class Segment:
+    modality: str
+    tokens: torch.Tensor  # (B, T)
+    lengths: torch.Tensor  # (B,) real tokens per row (right padding)
+
+
+@dataclasses.dataclass
+class Memory:
+    """One modality's states at its cross-attention layers, for the segments computed so far."""
+
+    states: list[torch.Tensor]  # per cross layer n: (B, S, d_modality)
+    mask: torch.Tensor  # (B, S) True for real tokens
+
+
+def lengths_mask(lengths: torch.Tensor, length: int) -> torch.Tensor:
+    return torch.arange(length, device=lengths.device)[None, :] < lengths[:, None]
+
+
+class ZipperModel(nn.Module):
+    def __init__(self, towers: dict[str, nn.Module], intervals: dict[str, int], n_cross_layers: int = 0,
+                 cross_heads: int = 4, cross_ff: int = 0, cross_dropout: float = 0.0, projection: str = "mlp",
+                 projection_hidden: int = 0, input_projection: Sequence[str] = (), freeze: Sequence[str] = ()):
+        super().__init__()
+        if len(towers) < 2:
+            raise ValueError("Zipper needs at least two towers")
+        if set(intervals) != set(towers):
+            raise ValueError(f"intervals {sorted(intervals)} do not name the towers {sorted(towers)}")
+        for name in list(input_projection) + list(freeze):
+            if name not in towers:
+                raise ValueError(f"'{name}' is not a tower (towers: {sorted(towers)})")
+        self.towers = nn.ModuleDict(towers)
+        self.intervals = dict(intervals)
+        most = min(t.n_layers // intervals[m] for m, t in towers.items())
+        self.n_cross = n_cross_layers or most
+        if not 1 <= self.n_cross <= most:
+            raise ValueError(f"{self.n_cross} cross-attention layers do not fit: with intervals {intervals} the "
+                             f"towers have room for at most {most}")
+        # block index (0-based) after which cross layer n (0-based) sits, per tower
+        self.cross_after = {m: {(n + 1) * intervals[m] - 1: n for n in range(self.n_cross)} for m in towers}
+        self.cross = nn.ModuleDict({m: nn.ModuleList(
+            GatedCrossAttention(t.d_model, cross_heads, cross_ff, cross_dropout) for _ in range(self.n_cross))
+            for m, t in towers.items()})
+        self.proj = nn.ModuleDict({f"{m}<-{o}": nn.ModuleList(
+            Projection(towers[o].d_model, towers[m].d_model, projection, projection_hidden)
+            for _ in range(self.n_cross)) for m in towers for o in towers if o != m})
+        self.input_proj = nn.ModuleDict({m: InputProjection(towers[m].d_model, projection, projection_hidden)
+                                         for m in input_projection})
+        self.frozen = set(freeze)
+        for m in self.frozen:
+            for p in self.towers[m].parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for m in self.frozen:  # a frozen tower keeps its pre-trained behaviour: no dropout either
+            self.towers[m].eval()
+        return self
+
+    # ------------------------------------------------------------------------------------------- memory
+    def cross_memory(self, modality: str, memory: dict[str, Memory]) -> list[Optional[tuple]]:
+        """Per cross layer n of `modality`: (keys, values, mask) over every other modality's memory, or None."""
+        others = [o for o in self.towers if o != modality and o in memory]
+        if not others:
+            return [None] * self.n_cross
+        out = []
+        for n in range(self.n_cross):
+            states = torch.cat([self.proj[f"{modality}<-{o}"][n](memory[o].states[n]) for o in others], dim=1)
+            mask = torch.cat([memory[o].mask for o in others], dim=1)
+            out.append((*self.cross[modality][n].memory_kv(states), mask))
+        return out
+
+    def run_segment(self, segment: Segment, memory: dict[str, Memory], cache=None,
+                    cross: Optional[list] = None, return_logits: bool = True):
+        """Run one segment's tower with cross-attention to `memory`; returns (TowerOutput, states per layer)."""
+        m = segment.modality
+        tower = self.towers[m]
+        e = tower.embed(segment.tokens)
+        if m in self.input_proj:
+            e = self.input_proj[m](e)
+        if cross is None:
+            cross = self.cross_memory(m, memory)
+        recorded: list[torch.Tensor] = []
+        after = self.cross_after[m]
+
+        def hook(i: int, h: torch.Tensor) -> torch.Tensor:
+            n = after.get(i)
+            if n is None:
+                return h
+            if cross[n] is not None:
+                k, v, mask = cross[n]
+                h = self.cross[m][n](h, memory_mask=mask, memory_kv=(k, v))
+            recorded.append(h)
+            return h
+
+        out = tower(inputs_embeds=e, cache=cache, block_hook=hook, return_logits=return_logits)
+        return out, recorded
+
+    @staticmethod
+    def extend_memory(memory: dict[str, Memory], segment: Segment, recorded: list[torch.Tensor]) -> None:
+        mask = lengths_mask(segment.lengths, segment.tokens.shape[1])
+        if segment.modality in memory:
+            old = memory[segment.modality]
+            memory[segment.modality] = Memory([torch.cat([a, b], dim=1) for a, b in zip(old.states, recorded)],
+                                              torch.cat([old.mask, mask], dim=1))
+        else:
+            memory[segment.modality] = Memory(recorded, mask)
+
+    def forward_segments(self, segments: Sequence[Segment], logits_for: Optional[set[int]] = None):
+        """Teacher-forced pass over segments in order; returns each segment's TowerOutput (logits if asked)."""
+        memory: dict[str, Memory] = {}
+        outputs = []
+        for i, segment in enumerate(segments):
+            out, recorded = self.run_segment(segment, memory,
+                                             return_logits=logits_for is None or i in logits_for)
+            self.extend_memory(memory, segment, recorded)
+            outputs.append(out)
+        return outputs
+
+    def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                text_lengths: torch.Tensor, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Teacher-forced ASR ([speech][text], loss on text) or TTS ([text][speech], loss on speech)."""
+        speech_seg, text_seg = Segment("speech", speech, speech_lengths), Segment("text", text, text_lengths)
+        if task == "asr":
+            order = [speech_seg, text_seg]
+        elif task == "tts":
+            order = [text_seg, speech_seg]
+        else:
+            raise ValueError(f"unknown task '{task}'")
+        target = order[1]
+        logits = self.forward_segments(order, logits_for={1})[1].logits[:, :-1]  # (B, T-1, V)
+        nll, correct, count = next_token_loss(logits, target.tokens, target.lengths)
+        loss = nll / count.clamp(min=1)
+        acc = (correct / count.clamp(min=1)).detach()
+        stats = {"loss": loss.detach(), "acc": acc, f"{task}_loss": loss.detach(), f"{task}_acc": acc}
+        return loss, stats, count.detach()
+
+    # -------------------------------------------------------------------------------------- model files
+    def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:
+        """Everything but the frozen towers (they stay in their own experiments, unchanged)."""
+        frozen = tuple(f"towers.{m}." for m in self.frozen)
+        return {k: v for k, v in self.state_dict().items() if not k.startswith(frozen)}
+
+    def load_checkpoint_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = self.load_state_dict(state, strict=False)
+        frozen = tuple(f"towers.{m}." for m in self.frozen)
+        missing = [k for k in missing if not k.startswith(frozen)]
+        if missing or unexpected:
+            raise KeyError(f"model file does not fit this Zipper: missing {missing[:5]}, unexpected {unexpected[:5]}")
+
+    # ------------------------------------------------------------------------------------------ reports
+    def parameter_report(self) -> list[str]:
+        lines = []
+        for m, tower in self.towers.items():
+            total = sum(p.numel() for p in tower.parameters())
+            trainable = sum(p.numel() for p in tower.parameters() if p.requires_grad)
+            lines.append(f"tower {m}: {total / 1e6:.2f} M parameters, {trainable / 1e6:.2f} M trainable"
+                         f"{' (frozen)' if m in self.frozen else ''}")
+        fusion = sum(p.numel() for name, p in self.named_parameters() if not name.startswith("towers."))
+        lines.append(f"fusion (cross-attention, projections, input projections): {fusion / 1e6:.2f} M, trainable")
+        return lines
+
+    def gate_report(self) -> dict[str, list[dict[str, float]]]:
+        report = {m: [layer.gate_values() for layer in layers] for m, layers in self.cross.items()}
+        for m, proj in self.input_proj.items():
+            report[f"{m}_input"] = [{"gate": float(torch.tanh(proj.gate))}]
+        return report

@@ -1,0 +1,138 @@
+"""What a fusion run builds: paired ASR/TTS data, and either Zipper or the vocabulary-expansion baseline.
+
+Paired data are the units of an aligned set (stage 5) and its transcripts; every utterance yields an ASR
+example (speech -> text) and a TTS example (text -> speech).  Batches hold one task each (the segment order
+differs), the tasks mixed per epoch by `--tasks` weights (1.0 = one pass over that task's examples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from zipper.data.kaldi_dir import read_kv
+from zipper.data.sequences import LengthBatchSampler, UnitSequences, pad_batch, rank_share, with_bos_eos
+from zipper.tasks.tower_task import load_tower
+from zipper.tokens.token_list import BOS, EOS, NUM_SPECIAL, PAD, TokenList
+from zipper.utils.cli import str2bool, yaml_value
+
+logger = logging.getLogger(__name__)
+TASKS = ("asr", "tts")
+
+
+def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("fusion")
+    group.add_argument("--model", default="zipper", choices=["zipper", "vocab_expansion"],
+                       help="zipper: fuse the two towers; vocab_expansion: the single-decoder baseline")
+    group.add_argument("--model_conf", type=yaml_value, default={},
+                       help="YAML dict: zipper (intervals, n_cross_layers, cross_heads, projection, "
+                            "projection_hidden, input_projection, freeze) or baseline (init) options")
+    group.add_argument("--text_tower_exp", required=True, help="pre-trained text tower experiment (stage 8)")
+    group.add_argument("--speech_tower_exp", default="", help="pre-trained speech tower experiment (stage 7; zipper)")
+    group.add_argument("--speech_token_list", required=True, help="speech token list dir (stage 6)")
+    group.add_argument("--tower_checkpoint", default="valid.loss.ave.pth", help="which model file of the towers")
+    group.add_argument("--train_units", required=True, help="units of the aligned training set")
+    group.add_argument("--train_text", required=True, help="data dir (or text file) of the aligned training set")
+    group.add_argument("--valid_units", required=True, help="units of the validation set")
+    group.add_argument("--valid_text", required=True, help="data dir (or text file) of the validation set")
+    group.add_argument("--tasks", type=yaml_value, default={"asr": 1.0, "tts": 1.0},
+                       help="YAML dict task -> weight (passes over its examples per epoch)")
+    group.add_argument("--dedup", type=str2bool, default=True, help="collapse runs of repeated units")
+    group.add_argument("--max_speech_len", type=int, default=1024, help="longest unit sequence (tokens)")
+    group.add_argument("--max_text_len", type=int, default=256, help="longest text sequence (tokens)")
+
+
+@dataclasses.dataclass
+class PairedData:
+    utts: list[str]
+    speech: list[np.ndarray]  # speech-tower token ids with <bos>/<eos>
+    text: list[np.ndarray]  # text-tower token ids with <bos>/<eos>
+
+
+def text_file(path: str | Path) -> Path:
+    path = Path(path)
+    return path / "text" if path.is_dir() else path
+
+
+def load_paired(units_dir: str, text: str, speech_tokens: TokenList, tokenizer: Any, dedup: bool,
+                max_speech_len: int, max_text_len: int) -> PairedData:
+    """Utterances with both units and a transcript; reports (and drops) the ones missing either."""
+    transcripts = read_kv(text_file(text))
+    unit_set = UnitSequences(units_dir, speech_tokens, dedup_runs=dedup)
+    by_utt = dict(zip(unit_set.keys, unit_set.sequences))
+    utts = [u for u in transcripts if u in by_utt]
+    missing = len(transcripts) - len(utts)
+    if not utts:
+        raise ValueError(f"no utterance of {text_file(text)} has units in {units_dir}")
+    if missing:
+        logger.warning("%d of %d utterances of %s have no units in %s: left out", missing, len(transcripts),
+                       text_file(text), units_dir)
+    speech = [with_bos_eos(by_utt[u], BOS, EOS, max_speech_len) for u in utts]
+    text_ids = [with_bos_eos(np.asarray(tokenizer.encode(transcripts[u]), dtype=np.int64), tokenizer.bos_id,
+                             tokenizer.eos_id, max_text_len) for u in utts]
+    return PairedData(utts, speech, text_ids)
+
+
+class PairedBatches:
+    """BatchSource of (task, indices): one task per batch, length-bucketed on speech + text length."""
+
+    def __init__(self, data: PairedData, tasks: dict[str, float], text_pad: int, batch_bins: int, seed: int,
+                 shuffle: bool, max_batch_size: int = 0, rank: int = 0, world_size: int = 1):
+        unknown = set(tasks) - set(TASKS)
+        if unknown or not tasks:
+            raise ValueError(f"--tasks must weight some of {TASKS}, got {tasks}")
+        self.data, self.tasks, self.text_pad = data, dict(tasks), text_pad
+        self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
+        lengths = [len(s) + len(t) for s, t in zip(data.speech, data.text)]
+        self.sampler = LengthBatchSampler(lengths, batch_bins, seed, shuffle, max_batch_size)
+
+    def batches(self, epoch: int) -> list[tuple[str, list[int]]]:
+        out: list[tuple[str, list[int]]] = []
+        for i, (task, weight) in enumerate(sorted(self.tasks.items())):
+            if weight <= 0:
+                continue
+            own = self.sampler.batches(epoch * len(TASKS) + i)  # each task its own order
+            count = max(1, round(weight * len(own)))
+            out.extend((task, own[k % len(own)]) for k in range(count))
+        if self.shuffle:
+            random.Random(self.seed + epoch).shuffle(out)
+        return rank_share(out, self.rank, self.world_size)
+
+    def collate(self, item: tuple[str, list[int]]) -> dict[str, Any]:
+        task, indices = item
+        speech, speech_lengths = pad_batch([self.data.speech[i] for i in indices], PAD)
+        text, text_lengths = pad_batch([self.data.text[i] for i in indices], self.text_pad)
+        return {"task": task, "speech": speech, "speech_lengths": speech_lengths, "text": text,
+                "text_lengths": text_lengths}
+
+
+def build_model(args) -> tuple[torch.nn.Module, Any]:
+    """(model, text tokenizer) for --model zipper or vocab_expansion, from the pre-trained towers."""
+    text_tower, tokenizer, _ = load_tower(args.text_tower_exp, args.tower_checkpoint)
+    speech_tokens = TokenList(args.speech_token_list)
+    conf = dict(args.model_conf or {})
+    if args.model == "vocab_expansion":
+        from zipper.models.vocab_expansion import VocabExpansionModel
+
+        model = VocabExpansionModel(text_tower, tokenizer, n_units=len(speech_tokens) - NUM_SPECIAL, **conf)
+        return model.train(), tokenizer
+    from zipper.models.zipper import ZipperModel
+
+    if not args.speech_tower_exp:
+        raise ValueError("--speech_tower_exp is required for --model zipper")
+    speech_tower, _, speech_config = load_tower(args.speech_tower_exp, args.tower_checkpoint)
+    tower_tokens = TokenList(speech_config.token_list)
+    if tower_tokens.provenance != speech_tokens.provenance:
+        raise ValueError(f"the speech tower {args.speech_tower_exp} was trained on {speech_config.token_list}, "
+                         f"not on {args.speech_token_list}")
+    intervals = conf.pop("intervals", {"text": 1, "speech": 1})
+    model = ZipperModel({"text": text_tower, "speech": speech_tower}, intervals, **conf)
+    model.text_eos, model.speech_eos = tokenizer.eos_id, EOS
+    return model.train(), tokenizer
