@@ -11,8 +11,8 @@
 #   6  text tokenizer + token lists of both towers   data/token_list/{text_*,speech_<km_tag>}/
 #   7  speech-tower pre-training                     exp/tower_speech_<tag>/
 #   8  text-tower pre-training (or HF LM import)     exp/tower_text_<tag>/
-#   9  Zipper fusion + vocabulary-expansion baseline exp/zipper_<tag>/ ...         (reserved, not yet here)
-#  10  decoding (ASR text, TTS units)                exp/<model>/decode_<tag>/     (reserved, not yet here)
+#   9  Zipper fusion + vocabulary-expansion baseline exp/zipper_<tag>/, exp/vocabexp_<tag>/
+#  10  decoding (ASR text, TTS units)                exp/<model>/decode_<task>_<tag>/<set>/
 #  11  vocoder, units -> waveform                    exp/vocoder_<tag>/            (reserved, not yet here)
 #  12  scoring, RESULTS.md, plots                    .../score_wer/, RESULTS.md    (reserved, not yet here)
 set -euo pipefail
@@ -23,13 +23,13 @@ log() {
 }
 min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 SECONDS=0
-last_implemented_stage=8
+last_implemented_stage=10
 
 help_message="Usage: $0 [options]   (normally called by a recipe's run.sh, which passes its own defaults)"
 
 # <options>
 stage=1                   # first stage to run
-stop_stage=8              # last stage to run
+stop_stage=10             # last stage to run
 nj=4                      # parallel jobs for the CPU stages
 ngpu=0                    # GPUs to use (0: CPU)
 force=false               # redo steps even if their .done marker says they are finished
@@ -61,6 +61,17 @@ text_tower_hf_model=""    # stage 8: import this Hugging Face causal LM (name or
 speech_tower_tag=""       # stage 7: exp/tower_speech_<tag> (default: preset name + k-means tag)
 text_tower_tag=""         # stage 8: exp/tower_text_<tag> (default: preset name + tokenizer name, or the HF model)
 tower_train_opts=""       # stages 7-8: extra tower_train options, e.g. "--max_epoch 2"
+aligned_set=""            # stage 9: the aligned training set (default: the largest of paired_train_sets)
+zipper_config=conf/zipper_s.yaml       # stage 9: Zipper preset (intervals, projections, which towers are frozen, ...)
+baseline_config=conf/vocabexp_s.yaml   # stage 9: vocabulary-expansion baseline preset ("" to skip the baseline)
+zipper_tag=""             # stage 9: exp/zipper_<tag> (default: preset name + aligned set)
+baseline_tag=""           # stage 9: exp/vocabexp_<tag> (default: preset name + aligned set)
+fusion_train_opts=""      # stage 9: extra zipper_train options for both models
+decode_config=conf/decode.yaml         # stage 10: search settings per output modality (text: ASR, speech: TTS)
+decode_tasks="asr tts"    # stage 10: what to decode
+decode_sets=""            # stage 10: sets to decode (default: dev_set and test_sets)
+decode_nj=2               # stage 10: parallel decoding jobs per set
+decode_opts=""            # stage 10: extra zipper_inference options
 # </options>
 
 log "$0 $*"
@@ -77,7 +88,7 @@ fi
 
 if [ "${stop_stage}" -gt "${last_implemented_stage}" ] && [ "${stage}" -le "${stop_stage}" ]; then
     log "Error: stages $((last_implemented_stage + 1))-${stop_stage} are reserved but not implemented in this" \
-        "version (fusion, decoding, vocoder, scoring come next); run with --stop_stage ${last_implemented_stage}"
+        "version (vocoder and scoring come next); run with --stop_stage ${last_implemented_stage}"
     exit 1
 fi
 
@@ -115,6 +126,30 @@ sharded() {
 }
 
 num_utts() { wc -l < "$1"; }
+
+[ -n "${aligned_set}" ] || aligned_set=${paired_main_set}
+[ -n "${decode_sets}" ] || decode_sets="${dev_set} ${test_sets}"
+eval "fusion_train_opts_array=(${fusion_train_opts})"
+eval "decode_opts_array=(${decode_opts})"
+if [ -n "${text_tower_hf_model}" ]; then
+    [ -n "${text_tower_tag}" ] || text_tower_tag=hf_$(basename "${text_tower_hf_model}")
+else
+    [ -n "${text_tower_tag}" ] || text_tower_tag=$(preset_name "${text_tower_config}")_$(basename "${text_token_dir}")
+fi
+text_exp=${expdir}/tower_text_${text_tower_tag}
+[ -n "${zipper_tag}" ] || zipper_tag=$(basename "${zipper_config}" .yaml | sed 's/^zipper_//')_${aligned_set}
+zipper_exp=${expdir}/zipper_${zipper_tag}
+if [ -n "${baseline_config}" ]; then
+    [ -n "${baseline_tag}" ] || baseline_tag=$(basename "${baseline_config}" .yaml | sed 's/^vocabexp_//')_${aligned_set}
+    baseline_exp=${expdir}/vocabexp_${baseline_tag}
+else
+    baseline_exp=""
+fi
+speech_exp_of() {  # the speech tower experiment for k-means tag $1
+    local tag=${speech_tower_tag}
+    [ -n "${tag}" ] || tag=$(preset_name "${speech_tower_config}")_$1
+    echo "${expdir}/tower_speech_${tag}"
+}
 
 if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
     log "Stage 1: data preparation: local/data.sh ${local_data_opts} -> data/"
@@ -197,8 +232,7 @@ fi
 
 if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     km=$(km_tag)
-    [ -n "${speech_tower_tag}" ] || speech_tower_tag=$(preset_name "${speech_tower_config}")_${km}
-    speech_exp=${expdir}/tower_speech_${speech_tower_tag}
+    speech_exp=$(speech_exp_of "${km}")
     log "Stage 7: speech tower: ${dumpdir}/units/${km}/${speech_train_set} -> ${speech_exp}"
     if done_or_forced "${speech_exp}"; then
         log "  ${speech_exp} is done"
@@ -216,13 +250,10 @@ fi
 
 if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     if [ -n "${text_tower_hf_model}" ]; then
-        [ -n "${text_tower_tag}" ] || text_tower_tag=hf_$(basename "${text_tower_hf_model}")
         text_opts=(--tower hf --hf_model "${text_tower_hf_model}" --max_epoch 0)
     else
-        [ -n "${text_tower_tag}" ] || text_tower_tag=$(preset_name "${text_tower_config}")_$(basename "${text_token_dir}")
         text_opts=(--config "$(resolve_conf "${text_tower_config}")" --token_list "${text_token_dir}")
     fi
-    text_exp=${expdir}/tower_text_${text_tower_tag}
     log "Stage 8: text tower: data/${text_train_set} -> ${text_exp}"
     if done_or_forced "${text_exp}"; then
         log "  ${text_exp} is done"
@@ -237,6 +268,51 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     log "  $(grep -h "dev perplexity" "${text_exp}/train.log" | tail -n 1)"
 fi
 
+if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+    km=$(km_tag)
+    speech_exp=$(speech_exp_of "${km}")
+    log "Stage 9: fusion on ${aligned_set}: ${speech_exp} + ${text_exp} -> ${zipper_exp}${baseline_exp:+, ${text_exp} -> ${baseline_exp}}"
+    for model_exp in ${zipper_exp} ${baseline_exp}; do
+        if [ "${model_exp}" = "${zipper_exp}" ]; then model_config=${zipper_config}; else model_config=${baseline_config}; fi
+        if done_or_forced "${model_exp}"; then log "  ${model_exp} is done"; continue; fi
+        resume=true; [ "${force}" = true ] && resume=false
+        mkdir -p "${model_exp}"
+        ${cuda_cmd} --gpu "${ngpu}" "${model_exp}/train.log" python -m zipper.bin.zipper_train \
+            --config "$(resolve_conf "${model_config}")" --text_tower_exp "${text_exp}" --speech_tower_exp "${speech_exp}" \
+            --speech_token_list "data/token_list/speech_${km}" \
+            --train_units "${dumpdir}/units/${km}/${aligned_set}" --train_text "data/${aligned_set}" \
+            --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_text "data/${dev_set}" \
+            --output_dir "${model_exp}" --ngpu "${ngpu}" --resume "${resume}" \
+            ${fusion_train_opts:+"${fusion_train_opts_array[@]}"}
+        log "  $(tail -n 1 "${model_exp}/train.log" | sed 's/^# //')"
+    done
+fi
+
+if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+    km=$(km_tag)
+    decode_tag=$(basename "${decode_config}" .yaml)
+    log "Stage 10: decoding (${decode_tasks}) of ${decode_sets}: ${zipper_exp}${baseline_exp:+ ${baseline_exp}} -> <exp>/decode_<task>_${decode_tag}/<set>"
+    for model_exp in ${zipper_exp} ${baseline_exp}; do
+        for task in ${decode_tasks}; do
+            for set in ${decode_sets}; do
+                out=${model_exp}/decode_${task}_${decode_tag}/${set}
+                if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
+                [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
+                _nj=$(min "${decode_nj}" "$(num_utts "data/${set}/text")")
+                mkdir -p "${out}/log"
+                opts=(--exp_dir "${model_exp}" --task "${task}" --units_dir "${dumpdir}/units/${km}/${set}"
+                      --data_dir "data/${set}" --output_dir "${out}" --decode_config "$(resolve_conf "${decode_config}")"
+                      --device "${device}")
+                ${decode_cmd} JOB=1:"${_nj}" "${out}/log/decode.JOB.log" python -m zipper.bin.zipper_inference \
+                    "${opts[@]}" --nj "${_nj}" --job JOB ${decode_opts:+"${decode_opts_array[@]}"}
+                python -m zipper.bin.zipper_inference "${opts[@]}" --nj "${_nj}" --merge true \
+                    > "${out}/log/merge.log" 2>&1 || { log "Error: see ${out}/log/merge.log"; tail -n 20 "${out}/log/merge.log"; exit 1; }
+                log "  ${out}: $(tail -n 1 "${out}/log/merge.log" | sed 's/^.*INFO: //')"
+            done
+        done
+    done
+fi
+
 if [ "${stop_stage}" -ge 6 ]; then
     km=$(km_tag)
     log "Outputs:"
@@ -247,10 +323,12 @@ if [ "${stop_stage}" -ge 6 ]; then
     log "  units:            ${dumpdir}/units/${km}/<set>/units.scp"
     log "  text tokens:      ${text_token_dir}/{sentencepiece.model,tokens.txt}"
     log "  speech tokens:    data/token_list/speech_${km}/tokens.txt"
-    if [ -n "${speech_exp:-}" ]; then log "  speech tower:     ${speech_exp}/ (valid.loss.ave.pth, scores.json, images/)"; fi
-    if [ -n "${text_exp:-}" ]; then log "  text tower:       ${text_exp}/ (valid.loss.ave.pth, scores.json, images/)"; fi
+    if [ "${stop_stage}" -ge 7 ]; then log "  speech tower:     $(speech_exp_of "${km}")/ (valid.loss.ave.pth, scores.json, images/)"; fi
+    if [ "${stop_stage}" -ge 8 ]; then log "  text tower:       ${text_exp}/ (scores.json, images/)"; fi
+    if [ "${stop_stage}" -ge 9 ]; then log "  fused models:     ${zipper_exp}/${baseline_exp:+ and ${baseline_exp}/} (gates.json, scores.json)"; fi
+    if [ "${stop_stage}" -ge 10 ]; then log "  decodings:        <model exp>/decode_<task>_${decode_tag:-decode}/<set>/{text,units.scp}"; fi
 fi
 if [ "${stop_stage}" -ge "${last_implemented_stage}" ]; then
-    log "Stages 9-12 (fusion and baseline, decoding, vocoder, scoring) are not in this version yet."
+    log "Stages 11-12 (vocoder, scoring) are not in this version yet."
 fi
 log "Successfully finished stages ${stage}-${stop_stage} in ${SECONDS}s [elapsed]"
