@@ -1,4 +1,5 @@
-"""The built-in recipe end to end (stages 1-6) on a tiny synth_en, in a temp copy of the recipe dir.
+"""The built-in recipe end to end (stages 1-10) on a tiny synth_en with debug presets, in a temp copy of the
+recipe dir.
 
 This is the README's main command at toy size: sentences from the real Debian bible/fortunes packages, real
 espeak-ng/flite synthesis, s3prl MFCC, faiss k-means, units and sentencepiece, all through run.sh -> zipper.sh
@@ -44,19 +45,24 @@ def make_recipe_copy(root: Path) -> Path:
     return recipe
 
 
+DEBUG_PRESETS = ["--speech_tower_config", "conf/tower_debug.yaml", "--text_tower_config", "conf/tower_debug.yaml",
+                 "--zipper_config", "conf/zipper_debug.yaml", "--baseline_config", "conf/vocabexp_debug.yaml",
+                 "--decode_config", "conf/decode_debug.yaml"]
+
+
 def run_recipe(recipe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(["./run.sh", "--n_clusters", "8", "--text_vocab_size", "40", "--kmeans_portion", "1.0",
-                           "--min_duration", "0.1", "--local_data_opts", TINY_DATA, *args],
+                           "--min_duration", "0.1", "--local_data_opts", TINY_DATA, *DEBUG_PRESETS, *args],
                           cwd=recipe, env=env, capture_output=True, text=True, timeout=600)
 
 
-def test_stages_1_to_6_then_rerun_is_a_noop(tmp_path):
+def test_stages_1_to_10_then_rerun_is_a_noop(tmp_path):
     recipe = make_recipe_copy(tmp_path)
     env = dict(os.environ)
     done = run_recipe(recipe, env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     out = done.stdout + done.stderr
-    assert "Successfully finished stages 1-6" in out
+    assert "Successfully finished stages 1-10" in out
 
     for name in SETS + ["train_text"]:
         validate_data_dir(recipe / "data" / name, need_text=name != "train_speech", need_wav=name != "train_text")
@@ -76,8 +82,25 @@ def test_stages_1_to_6_then_rerun_is_a_noop(tmp_path):
     assert len(text_tokens) == 40 and text_tokens.provenance["kind"] == "text"
     assert f"speech tokens:    data/token_list/speech_{km_tag}/tokens.txt" in out
 
+    # stages 7-10: towers, fused models, decodings of dev and test for both tasks and both models
+    exp = recipe / "exp"
+    towers = {p.name for p in exp.glob("tower_*")}
+    assert towers == {f"tower_speech_debug_{km_tag}", "tower_text_debug_text_unigram40"}
+    for tower in towers:
+        assert json.loads((exp / tower / "scores.json").read_text())["valid_ppl"] > 0
+    for model in ("zipper_debug_train_paired_100pct", "vocabexp_debug_train_paired_100pct"):
+        assert (exp / model / "valid.loss.ave.pth").exists() and (exp / model / ".done").exists()
+        for name in ("dev", "test"):
+            asr = exp / model / "decode_asr_decode_debug" / name
+            assert set(read_kv(asr / "text", allow_empty_value=True)) == set(read_kv(recipe / "data" / name / "text"))
+            tts = UnitSet(exp / model / "decode_tts_decode_debug" / name)
+            assert set(tts.keys()) == set(read_kv(recipe / "data" / name / "text"))
+            assert all(tts.provenance[k] == speech_tokens.provenance[k] for k in INVENTORY_KEYS)
+            assert (exp / model / "decode_tts_decode_debug" / name / "nbest" / "units.2.scp").exists()
+    assert json.loads((exp / "zipper_debug_train_paired_100pct" / "gates.json").read_text())["text"]
+
     # every finished step is skipped: no output is rewritten
-    arks = sorted((recipe / "dump").rglob("*.ark"))
+    arks = sorted((recipe / "dump").rglob("*.ark")) + sorted(exp.rglob("*.pth"))
     mtimes = [p.stat().st_mtime_ns for p in arks]
     again = run_recipe(recipe, env)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -88,10 +111,10 @@ def test_stages_1_to_6_then_rerun_is_a_noop(tmp_path):
 
 def test_unimplemented_stages_are_refused_clearly(tmp_path):
     recipe = make_recipe_copy(tmp_path)
-    result = subprocess.run(["./run.sh", "--stage", "7", "--stop_stage", "8"], cwd=recipe, capture_output=True,
+    result = subprocess.run(["./run.sh", "--stage", "11", "--stop_stage", "12"], cwd=recipe, capture_output=True,
                             text=True, timeout=120)
     assert result.returncode == 1
-    assert "stages 7-8 are reserved but not implemented" in result.stdout + result.stderr
+    assert "stages 11-12 are reserved but not implemented" in result.stdout + result.stderr
 
 
 def test_unknown_option_is_an_error(tmp_path):
