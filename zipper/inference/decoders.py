@@ -27,23 +27,30 @@ def allowed_tokens(vocab: int, start: int, stop: int, extra: Sequence[int], devi
 
 
 class ZipperDecoder:
-    def __init__(self, model: ZipperModel, modality: str, memory: dict[str, Memory], batch: int, max_len: int):
-        self.model, self.modality = model, modality
+    def __init__(self, model: ZipperModel, modality: str, memory: dict[str, Memory], batch: int, max_len: int,
+                 record: bool = False):
+        self.model, self.modality, self.record = model, modality, record
         tower = model.towers[modality]
         self.cache = tower.new_cache(batch, max_len + 1)
         self.cross = model.cross_memory(modality, memory)
+        self.source = torch.arange(batch)  # which input each row decodes (its cross-attention memory)
         self.recorded: list[list[torch.Tensor]] = []  # per step, per cross layer: (B, 1, D)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         segment = Segment(self.modality, tokens, torch.ones(tokens.shape[0], dtype=torch.long, device=tokens.device))
         out, recorded = self.model.run_segment(segment, {}, cache=self.cache, cross=self.cross)
-        self.recorded.append(recorded)
+        if self.record:  # only when a later output modality will attend to this one
+            self.recorded.append(recorded)
         return out.logits[:, -1]
 
     def reorder(self, index: torch.Tensor) -> None:
         self.cache.reorder(index)
-        self.cross = [None if c is None else (c[0][index], c[1][index], c[2][index]) for c in self.cross]
+        source = self.source[index.cpu()]
+        # beams move within their input's rows: the memory only needs copying when rows change inputs
+        if len(source) != len(self.source) or not torch.equal(source, self.source):
+            self.cross = [None if c is None else (c[0][index], c[1][index], c[2][index]) for c in self.cross]
+        self.source = source
         self.recorded = [[h[index] for h in step] for step in self.recorded]
 
     def memory_of(self, lengths: torch.Tensor) -> Memory:
@@ -71,7 +78,7 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
     results: dict[str, list[list[int]]] = {}
     for i, modality in enumerate(outputs):
         config = configs[modality]
-        decoder = ZipperDecoder(model, modality, memory, batch, config.max_len)
+        decoder = ZipperDecoder(model, modality, memory, batch, config.max_len, record=i < len(outputs) - 1)
         if config.method == "sample" and config.nbest > 1:
             if i != len(outputs) - 1:
                 raise ValueError("several samples per input only for the last output modality")

@@ -81,9 +81,20 @@ class KVCache:
         self.length += steps
 
     def reorder(self, index: torch.Tensor) -> None:
-        """Keep batch rows `index` (beam search)."""
-        self.k = self.k.index_select(1, index)
-        self.v = self.v.index_select(1, index)
+        """Keep batch rows `index` (beam search; replicating rows changes the batch size).
+
+        Only the filled positions are copied: a beam step must not cost a copy of the whole preallocated cache.
+        """
+        n = self.length
+        if len(index) == self.k.shape[1]:
+            self.k[:, :, :, :n] = self.k[:, index, :, :n]
+            self.v[:, :, :, :n] = self.v[:, index, :, :n]
+            return
+        k = self.k.new_zeros(self.k.shape[0], len(index), *self.k.shape[2:])
+        v = torch.zeros_like(k)
+        k[:, :, :, :n] = self.k[:, index, :, :n]
+        v[:, :, :, :n] = self.v[:, index, :, :n]
+        self.k, self.v = k, v
 
 
 class RotaryEmbedding(nn.Module):

@@ -84,7 +84,8 @@ def lengths_mask(lengths: torch.Tensor, length: int) -> torch.Tensor:
 class ZipperModel(nn.Module):
     def __init__(self, towers: dict[str, nn.Module], intervals: dict[str, int], n_cross_layers: int = 0,
                  cross_heads: int = 4, cross_ff: int = 0, cross_dropout: float = 0.0, projection: str = "mlp",
-                 projection_hidden: int = 0, input_projection: Sequence[str] = (), freeze: Sequence[str] = ()):
+                 projection_hidden: int = 0, input_projection: Sequence[str] = (), freeze: Sequence[str] = (),
+                 gate_lr_scale: float = 1.0):
         super().__init__()
         if len(towers) < 2:
             raise ValueError("Zipper needs at least two towers")
@@ -110,6 +111,7 @@ class ZipperModel(nn.Module):
             for _ in range(self.n_cross)) for m in towers for o in towers if o != m})
         self.input_proj = nn.ModuleDict({m: InputProjection(towers[m].d_model, projection, projection_hidden)
                                          for m in input_projection})
+        self.gate_lr_scale = gate_lr_scale
         self.frozen = set(freeze)
         for m in self.frozen:
             for p in self.towers[m].parameters():
@@ -198,6 +200,14 @@ class ZipperModel(nn.Module):
         acc = (correct / count.clamp(min=1)).detach()
         stats = {"loss": loss.detach(), "acc": acc, f"{task}_loss": loss.detach(), f"{task}_acc": acc}
         return loss, stats, count.detach()
+
+    def optimizer_groups(self, lr: float) -> list[dict]:
+        """Gates at lr * gate_lr_scale: a zero-initialised scalar gate opens only as fast as its learning rate
+        lets it, and a short run (the CPU presets) cannot wait as long as the paper's million steps."""
+        gates = [p for name, p in self.named_parameters() if p.requires_grad and name.endswith("gate")]
+        ids = {id(p) for p in gates}
+        rest = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+        return [{"params": rest, "lr": lr}, {"params": gates, "lr": lr * self.gate_lr_scale}]
 
     # -------------------------------------------------------------------------------------- model files
     def checkpoint_state_dict(self) -> dict[str, torch.Tensor]:

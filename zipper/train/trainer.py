@@ -111,8 +111,12 @@ def lr_lambda(args) -> Callable[[int], float]:
     return factor
 
 
-def build_optimizer(args, params) -> torch.optim.Optimizer:
-    params = [p for p in params if p.requires_grad]
+def build_optimizer(args, model: nn.Module) -> torch.optim.Optimizer:
+    """A model may ask for its own parameter groups (e.g. a larger learning rate for gates)."""
+    if hasattr(model, "optimizer_groups"):
+        params = model.optimizer_groups(args.lr)
+    else:
+        params = [p for p in model.parameters() if p.requires_grad]
     if args.optim == "sgd":
         return torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
     cls = torch.optim.AdamW if args.optim == "adamw" else torch.optim.Adam
@@ -186,7 +190,7 @@ class Trainer:
         self.train, self.valid = train, valid
         self.on_epoch_end = on_epoch_end
         self.on_log = on_log
-        self.optimizer = build_optimizer(args, self.model.parameters())
+        self.optimizer = build_optimizer(args, self.model)
         args.total_steps = self.total_steps()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(args))
         self.amp_dtype = getattr(torch, args.amp_dtype)

@@ -284,7 +284,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
             --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_text "data/${dev_set}" \
             --output_dir "${model_exp}" --ngpu "${ngpu}" --resume "${resume}" \
             ${fusion_train_opts:+"${fusion_train_opts_array[@]}"}
-        log "  $(tail -n 1 "${model_exp}/train.log" | sed 's/^# //')"
+        log "  $(grep -h "^${model_exp}: " "${model_exp}/train.log" | tail -n 1)"
     done
 fi
 
