@@ -126,7 +126,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             ("3 + 5 (per-hour work)", t_feats + t_units, c_feats + c_units),
             ("3-5 together", t_feats + t_kmeans + t_units, c_feats + c_kmeans + c_units)]
     for name, wall, compute in rows:
-        print(f"{name:<24}{wall:>9.1f}{hours / (wall / 60):>14.1f}{compute:>11.1f}{hours / (compute / 60):>17.1f}")
+        print(f"{name:<24}{wall:>9.1f}{_per_minute(hours, wall):>14}{compute:>11.1f}{_per_minute(hours, compute):>17}")
+
+
+def _per_minute(hours: float, seconds: float) -> str:
+    """Hours of audio per minute; timings of tiny runs can round to 0 s (k-means records 0.1 s steps)."""
+    return f"{hours / (seconds / 60):.1f}" if seconds > 0 else "n/a (<0.1 s)"
 
 
 if __name__ == "__main__":
