@@ -109,6 +109,12 @@ def align(refs: Mapping[str, str], hyps: Mapping[str, str], normalizer: Normaliz
     return total, alignments
 
 
+def character_error_rate(refs: Mapping[str, str], hyps: Mapping[str, str]) -> float:
+    """CER in % over already-normalised texts (spaces count as characters, as in jiwer's cer)."""
+    utts = list(refs)
+    return 100.0 * jiwer.cer([refs[u] for u in utts], [hyps.get(u, "") for u in utts])
+
+
 def format_result(name: str, counts: Counts) -> str:
     """An sclite-like summary table."""
     row = counts.row()

@@ -136,3 +136,39 @@ def build_model(args) -> tuple[torch.nn.Module, Any]:
     model = ZipperModel({"text": text_tower, "speech": speech_tower}, intervals, **conf)
     model.text_eos, model.speech_eos = tokenizer.eos_id, EOS
     return model.train(), tokenizer
+
+
+@torch.no_grad()
+def unimodal_scores(model: torch.nn.Module, tokenizer: Any, train_args, modality: str, data: str,
+                    batch_bins: int = 8192, device: str | torch.device = "cpu") -> dict[str, float]:
+    """Next-token perplexity of a fused model on one modality alone (what fusion kept of a tower's LM).
+
+    Zipper: the tower with its input projection, a single segment (cross-attention sees nothing, so adds 0);
+    the baseline: the expanded decoder on text (it has no speech LM: units only follow a task prompt).
+    """
+    from zipper.data.sequences import TextSequences
+    from zipper.models.lm import next_token_loss, perplexity
+    from zipper.models.zipper import Segment
+    from zipper.tasks.tower_task import SequenceBatches
+
+    if modality == "speech":
+        if train_args.model != "zipper":
+            raise ValueError("the vocabulary-expansion baseline has no speech language model to score")
+        seqs = UnitSequences(data, TokenList(train_args.speech_token_list), dedup_runs=train_args.dedup).sequences
+        bos, eos, pad = BOS, EOS, PAD
+    else:
+        seqs = TextSequences(text_file(data), tokenizer).sequences
+        bos, eos, pad = tokenizer.bos_id, tokenizer.eos_id, tokenizer.pad_id
+    source = SequenceBatches([with_bos_eos(s, bos, eos, 1 << 30) for s in seqs], pad, batch_bins, 0, False)
+    model.eval()
+    nll = correct = count = 0.0
+    for indices in source.batches(0):
+        batch = source.collate(indices)
+        tokens, lengths = batch["tokens"].to(device), batch["lengths"].to(device)
+        if train_args.model == "zipper":
+            logits = model.forward_segments([Segment(modality, tokens, lengths)])[0].logits[:, :-1]
+        else:
+            logits = model.tower(tokens[:, :-1]).logits
+        n, c, k = next_token_loss(logits, tokens, lengths)
+        nll, correct, count = nll + float(n), correct + float(c), count + float(k)
+    return {"loss": nll / count, "ppl": perplexity(nll / count), "acc": correct / count, "tokens": int(count)}

@@ -17,6 +17,7 @@ mkdir -p "${target}/local" "${target}/conf"
 rel() { python3 -c 'import os, sys; print(os.path.relpath(sys.argv[1], sys.argv[2]))' "$1" "$2"; }
 ln -s "$(rel "${template}/zipper.sh" "${target}")" "${target}/zipper.sh"
 ln -s "$(rel "${template}/path.sh" "${target}")" "${target}/path.sh"
+ln -s "$(rel "${template}/study.sh" "${target}")" "${target}/study.sh"
 ln -s "$(rel "${template}/../../../utils" "${target}")" "${target}/utils"
 cp "${template}/cmd.sh" "${target}/cmd.sh"
 cp "${template}/../../synth_en/zipper1/conf/feats_mfcc.yaml" "${target}/conf/feats_mfcc.yaml"

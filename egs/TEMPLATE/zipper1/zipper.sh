@@ -14,7 +14,7 @@
 #   9  Zipper fusion + vocabulary-expansion baseline exp/zipper_<tag>/, exp/vocabexp_<tag>/
 #  10  decoding (ASR text, TTS units)                exp/<model>/decode_<task>_<tag>/<set>/
 #  11  vocoder, units -> waveform                    exp/vocoder_<tag>/            (reserved, not yet here)
-#  12  scoring, RESULTS.md, plots                    .../score_wer/, RESULTS.md    (reserved, not yet here)
+#  12  scoring, TTS judge, RESULTS.md, plots         <decode dir>/score_*/, exp/judge_<tag>/, RESULTS.md
 set -euo pipefail
 
 log() {
@@ -23,13 +23,13 @@ log() {
 }
 min() { if [ "$1" -lt "$2" ]; then echo "$1"; else echo "$2"; fi; }
 SECONDS=0
-last_implemented_stage=10
+last_stage=12
 
 help_message="Usage: $0 [options]   (normally called by a recipe's run.sh, which passes its own defaults)"
 
 # <options>
 stage=1                   # first stage to run
-stop_stage=10             # last stage to run
+stop_stage=12             # last stage to run
 nj=4                      # parallel jobs for the CPU stages
 ngpu=0                    # GPUs to use (0: CPU)
 force=false               # redo steps even if their .done marker says they are finished
@@ -72,9 +72,14 @@ decode_tasks="asr tts"    # stage 10: what to decode
 decode_sets=""            # stage 10: sets to decode (default: dev_set and test_sets)
 decode_nj=2               # stage 10: parallel decoding jobs per set
 decode_opts=""            # stage 10: extra zipper_inference options
+judge_config=conf/judge_s.yaml  # stage 12: unit-level TTS judge preset (CTC over units; keys = judge_train options)
+judge_train_set=""        # stage 12: set the judge learns from (default: the largest of paired_train_sets)
+judge_tag=""              # stage 12: exp/judge_<tag> (default: preset name + k-means tag)
+results_file=RESULTS.md   # stage 12: where show_results writes the tables (generated, never hand-edited)
 # </options>
 
-log "$0 $*"
+invocation="$0$(printf " %q" "$@")"
+log "${invocation}"
 . utils/parse_options.sh
 
 # First use on a fresh machine: make tools/venv (tools/install.sh is idempotent and quick once done).
@@ -86,9 +91,8 @@ fi
 . ./path.sh
 . ./cmd.sh
 
-if [ "${stop_stage}" -gt "${last_implemented_stage}" ] && [ "${stage}" -le "${stop_stage}" ]; then
-    log "Error: stages $((last_implemented_stage + 1))-${stop_stage} are reserved but not implemented in this" \
-        "version (vocoder and scoring come next); run with --stop_stage ${last_implemented_stage}"
+if [ "${stop_stage}" -gt "${last_stage}" ]; then
+    log "Error: there is no stage ${stop_stage} (stages are 1-${last_stage})"
     exit 1
 fi
 
@@ -307,10 +311,63 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
                     "${opts[@]}" --nj "${_nj}" --job JOB ${decode_opts:+"${decode_opts_array[@]}"}
                 python -m zipper.bin.zipper_inference "${opts[@]}" --nj "${_nj}" --merge true \
                     > "${out}/log/merge.log" 2>&1 || { log "Error: see ${out}/log/merge.log"; tail -n 20 "${out}/log/merge.log"; exit 1; }
-                log "  ${out}: $(tail -n 1 "${out}/log/merge.log" | sed 's/^.*INFO: //')"
+                log "  $(tail -n 1 "${out}/log/merge.log" | sed 's/^.*INFO: //')"
             done
         done
     done
+fi
+
+if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
+    log "Stage 11: vocoder: not in this version yet (TTS is judged on units by stage 12's unit judge)"
+fi
+
+if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
+    km=$(km_tag)
+    decode_tag=$(basename "${decode_config}" .yaml)
+    [ -n "${judge_train_set}" ] || judge_train_set=${paired_main_set}
+    [ -n "${judge_tag}" ] || judge_tag=$(basename "${judge_config}" .yaml | sed 's/^judge_//')_${km}
+    judge_exp=${expdir}/judge_${judge_tag}
+    log "Stage 12: scoring of ${decode_sets} (ASR WER; TTS by the unit judge ${judge_exp}) -> <decode dir>/score_*, ${results_file}"
+    if [[ " ${decode_tasks} " == *" tts "* ]]; then
+        if done_or_forced "${judge_exp}"; then
+            log "  ${judge_exp} is done"
+        else
+            resume=true; [ "${force}" = true ] && resume=false
+            mkdir -p "${judge_exp}"
+            ${cuda_cmd} --gpu "${ngpu}" "${judge_exp}/train.log" python -m zipper.bin.judge_train \
+                --config "$(resolve_conf "${judge_config}")" \
+                --train_units "${dumpdir}/units/${km}/${judge_train_set}" --train_text "data/${judge_train_set}" \
+                --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_text "data/${dev_set}" \
+                --output_dir "${judge_exp}" --ngpu "${ngpu}" --resume "${resume}"
+        fi
+        log "  $(tail -n 1 "${judge_exp}/train.log")"
+    fi
+    for model_exp in ${zipper_exp} ${baseline_exp}; do
+        for task in ${decode_tasks}; do
+            for set in ${decode_sets}; do
+                dir=${model_exp}/decode_${task}_${decode_tag}/${set}
+                [ -f "${dir}/.done" ] || { log "Error: ${dir} is not decoded: run stage 10 first"; exit 1; }
+                score_dir=${dir}/score_wer; [ "${task}" = tts ] && score_dir=${dir}/score_unit_gold
+                if done_or_forced "${score_dir}"; then log "  ${score_dir} is done"; continue; fi
+                [ "${force}" = true ] && rm -rf "${dir}"/score_* "${dir}"/judge_*
+                python -m zipper.bin.score --decode_dir "${dir}" --judge_exp "${judge_exp}" --device "${device}" \
+                    > "${dir}/log/score.log" 2>&1 || { log "Error: see ${dir}/log/score.log"; tail -n 20 "${dir}/log/score.log"; exit 1; }
+                log "  $(tail -n 1 "${dir}/log/score.log")"
+            done
+        done
+        # what fusion cost each tower: its modality alone, before vs after (the baseline has no speech LM)
+        modalities="text speech"; [ "${model_exp}" = "${baseline_exp}" ] && modalities=text
+        for modality in ${modalities}; do
+            out=${model_exp}/fused_lm_${modality}.json
+            if [ -f "${out}" ] && [ "${force}" != true ]; then continue; fi
+            data=data/${dev_set}; [ "${modality}" = speech ] && data=${dumpdir}/units/${km}/${dev_set}
+            python -m zipper.bin.lm_score --exp_dir "${model_exp}" --modality "${modality}" --data "${data}" \
+                --device "${device}" --output "${out}" > "${model_exp}/log_lm_score_${modality}.log" 2>&1 || {
+                log "Error: see ${model_exp}/log_lm_score_${modality}.log"; tail -n 20 "${model_exp}/log_lm_score_${modality}.log"; exit 1; }
+        done
+    done
+    python -m zipper.bin.show_results --exp_root "${expdir}" --output "${results_file}" --command "${invocation}"
+    log "  ${results_file} written"
 fi
 
 if [ "${stop_stage}" -ge 6 ]; then
@@ -327,8 +384,6 @@ if [ "${stop_stage}" -ge 6 ]; then
     if [ "${stop_stage}" -ge 8 ]; then log "  text tower:       ${text_exp}/ (scores.json, images/)"; fi
     if [ "${stop_stage}" -ge 9 ]; then log "  fused models:     ${zipper_exp}/${baseline_exp:+ and ${baseline_exp}/} (gates.json, scores.json)"; fi
     if [ "${stop_stage}" -ge 10 ]; then log "  decodings:        <model exp>/decode_<task>_${decode_tag:-decode}/<set>/{text,units.scp}"; fi
-fi
-if [ "${stop_stage}" -ge "${last_implemented_stage}" ]; then
-    log "Stages 11-12 (vocoder, scoring) are not in this version yet."
+    if [ "${stop_stage}" -ge 12 ]; then log "  scores:           <decode dir>/score_wer/result.txt (ASR), score_unit_{gold,target}/ (TTS); ${results_file}"; fi
 fi
 log "Successfully finished stages ${stage}-${stop_stage} in ${SECONDS}s [elapsed]"

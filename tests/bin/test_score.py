@@ -1,0 +1,158 @@
+"""Stage 12 CLIs on tiny decode dirs: ASR scoring, TTS judging (gold / target / best of N, oracle), and
+RESULTS.md with the data-efficiency table and plot."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.token_data import make_text_dir, make_units
+from zipper.bin import judge_train, score, show_results
+from zipper.data.kaldi_dir import read_kv, write_kv
+from zipper.utils.atomic import atomic_write_json, mark_done
+
+
+def make_decode_dir(path: Path, task: str, data_dir: Path, units_dir: Path) -> Path:
+    path.mkdir(parents=True)
+    (path / "log").mkdir()
+    atomic_write_json(path / "decode.json", {"task": task, "data_dir": str(data_dir), "units_dir": str(units_dir)})
+    mark_done(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def judged(tmp_path_factory):
+    """A tiny data set with units, and a judge trained on it for a few steps."""
+    root = tmp_path_factory.mktemp("judge")
+    data = make_text_dir(root / "data" / "train", 12, prefix="spk")
+    utts = list(read_kv(data / "text"))
+    units = make_units(root / "units" / "train", utts)
+    exp = root / "exp" / "judge_debug"
+    judge_train.main(["--train_units", str(units), "--train_text", str(data), "--valid_units", str(units),
+                      "--valid_text", str(data), "--output_dir", str(exp), "--max_epoch", "1", "--batch_bins", "400",
+                      "--judge_conf", "{d_model: 16, n_heads: 2, d_ff: 16, n_layers: 1}", "--log_level", "WARNING"])
+    return root, data, units, exp
+
+
+def test_asr_scores_against_hand_counted_errors(tmp_path):
+    data = tmp_path / "data" / "test"
+    data.mkdir(parents=True)
+    write_kv(data / "text", {"a-1": "The cat sat.", "a-2": "on the mat", "a-3": "hello"})
+    decode = make_decode_dir(tmp_path / "decode" / "test", "asr", data, tmp_path / "units")
+    write_kv(decode / "text", {"a-1": "the cat sat down", "a-2": "on a", "a-3": ""})
+    summary = score.main(["--decode_dir", str(decode)])
+    # a-1: 1 insertion; a-2: 1 substitution + 1 deletion; a-3: 1 deletion -> 4 errors / 7 words
+    assert (summary["Snt"], summary["Wrd"]) == (3, 7)
+    assert summary["wer"] == pytest.approx(400 / 7)
+    result = (decode / "score_wer" / "result.txt").read_text()
+    assert "| test | 3 | 7 |" in result
+    assert "%WER 57.14 [ 4 / 7, 1 ins, 2 del, 1 sub ]" in (decode / "score_wer" / "errs-test.txt").read_text()
+
+
+def test_asr_hypothesis_for_an_unknown_utterance_is_an_error(tmp_path):
+    data = tmp_path / "data" / "test"
+    data.mkdir(parents=True)
+    write_kv(data / "text", {"a-1": "yes"})
+    decode = make_decode_dir(tmp_path / "decode", "asr", data, tmp_path / "units")
+    write_kv(decode / "text", {"a-1": "yes", "zz-9": "no"})
+    with pytest.raises(KeyError, match="'zz-9' is not in the reference"):
+        score.main(["--decode_dir", str(decode)])
+
+
+def test_unfinished_decode_dir_is_refused(tmp_path):
+    (tmp_path / "d").mkdir()
+    with pytest.raises(FileNotFoundError, match="stage 10 has not finished"):
+        score.main(["--decode_dir", str(tmp_path / "d")])
+
+
+def test_tts_gold_target_best_of_n_and_oracle(judged, tmp_path):
+    root, data, units, exp = judged
+    judge = tmp_path / "judge"
+    shutil.copytree(exp, judge)
+    decode = make_decode_dir(tmp_path / "decode_tts" / "train", "tts", data, units)
+    (decode / "nbest").mkdir()
+    shutil.copy(units / "provenance.json", decode / "provenance.json")
+    utts = list(read_kv(data / "text"))
+    gold_scp = read_kv(units / "units.scp")
+    other = make_units(tmp_path / "other_units", utts, seed=7)
+    write_kv(decode / "units.scp", read_kv(other / "units.scp"))
+    write_kv(decode / "nbest" / "units.1.scp", read_kv(other / "units.scp"))
+    write_kv(decode / "nbest" / "units.2.scp", gold_scp)  # sample 2 = the gold units
+    with pytest.raises(ValueError, match="--judge_exp is needed"):
+        score.main(["--decode_dir", str(decode)])
+    summary = score.main(["--decode_dir", str(decode), "--judge_exp", str(judge)])
+    assert summary["samples"] == 2
+    # the gold units are among the samples: best of 2 against the judge's gold transcripts has no error
+    assert summary["wer_target_best_of_n"] == 0.0
+    assert summary["wer_gold_best_of_n"] <= summary["wer_gold"]
+    oracle = json.loads((judge / "gold_train" / "score_wer" / "score.json").read_text())
+    assert oracle["task"] == "oracle" and summary["oracle_wer"] == oracle["wer"]
+    assert summary["wer_gold_best_of_n"] == pytest.approx(oracle["wer"]) or summary["wer_gold_best_of_n"] < oracle["wer"]
+    for kind in ("gold", "target"):
+        assert (decode / f"score_unit_{kind}" / "result.txt").exists()
+        assert (decode / f"score_unit_{kind}" / "best_of_2" / "errs-train.txt").exists()
+    assert set(read_kv(decode / "judge_unit" / "text.2", allow_empty_value=True)) == set(utts)
+
+
+def test_tts_units_of_another_inventory_are_refused(judged, tmp_path):
+    root, data, units, exp = judged
+    other = make_units(tmp_path / "units", list(read_kv(data / "text")))
+    provenance = json.loads((other / "provenance.json").read_text())
+    provenance["n_clusters"] = 13
+    (other / "provenance.json").write_text(json.dumps(provenance))
+    decode = make_decode_dir(tmp_path / "decode", "tts", data, other)
+    shutil.copy(other / "provenance.json", decode / "provenance.json")
+    write_kv(decode / "units.scp", read_kv(other / "units.scp"))
+    with pytest.raises(Exception, match="n_clusters"):
+        score.main(["--decode_dir", str(decode), "--judge_exp", str(exp)])
+
+
+def fake_fusion_exp(root: Path, name: str, aligned: str, freeze: list[str], asr_wer: float, tts_wer: float) -> None:
+    exp = root / name
+    exp.mkdir(parents=True)
+    model = "vocab_expansion" if name.startswith("vocabexp") else "zipper"
+    (exp / "config.yaml").write_text(yaml.safe_dump({"model": model, "model_conf": {"freeze": freeze},
+                                                     "train_units": f"dump/units/km/{aligned}"}))
+    atomic_write_json(exp / "scores.json", {"valid": {"loss": 2.5, "asr_loss": 3.0, "tts_loss": 2.0}})
+    mark_done(exp)
+    asr = exp / "decode_asr_decode" / "test" / "score_wer"
+    asr.mkdir(parents=True)
+    atomic_write_json(asr / "score.json", {"task": "asr", "set": "test", "wer": asr_wer, "Snt": 4, "Wrd": 20,
+                                           "Corr": 50.0, "Sub": 30.0, "Del": 20.0, "Ins": 0.0, "Err": asr_wer,
+                                           "S.Err": 100.0})
+    tts = exp / "decode_tts_decode" / "test" / "score_unit_gold"
+    tts.mkdir(parents=True)
+    atomic_write_json(tts / "score.json", {"task": "tts", "set": "test", "judge": "unit", "samples": 1,
+                                           "wer_gold": tts_wer, "wer_target": tts_wer - 1, "oracle_wer": 10.0})
+
+
+def test_show_results_tables_and_study_plot(tmp_path):
+    exp = tmp_path / "exp"
+    for pct, wers in ((1, (90.0, 95.0, 99.5)), (10, (60.0, 70.0, 98.0)), (100, (30.0, 40.0, 50.0))):
+        fake_fusion_exp(exp, f"zipper_s_train_paired_{pct}pct", f"train_paired_{pct}pct", ["text"], wers[0], 80.0)
+        fake_fusion_exp(exp, f"zipper_s_frozen_train_paired_{pct}pct", f"train_paired_{pct}pct", ["text", "speech"],
+                        wers[1], 85.0)
+        fake_fusion_exp(exp, f"vocabexp_s_train_paired_{pct}pct", f"train_paired_{pct}pct", [], wers[2], 90.0)
+    oracle = exp / "judge_s_km" / "gold_test" / "score_wer"
+    oracle.mkdir(parents=True)
+    atomic_write_json(oracle / "score.json", {"task": "oracle", "set": "test", "wer": 12.5})
+    out = tmp_path / "RESULTS.md"
+    text = show_results.main(["--exp_root", str(exp), "--output", str(out), "--command", "./run_study.sh"])
+    assert out.read_text() == text
+    assert "./run_study.sh" in text and "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in text
+    assert "|Oracle (gold units, `judge_s_km`)|-|test|unit CTC judge|12.50|-|-|" in text
+    assert "|ASR|test|`vocabexp_s`|99.50|98.00|50.00|" in text
+    assert "|ASR|test|`zipper_s_frozen`|95.00|70.00|40.00|" in text
+    assert "|`zipper_s_frozen_train_paired_10pct`|zipper|train_paired_10pct|text, speech|" in text
+    png = tmp_path / "images" / "wer_vs_aligned.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "![WER vs aligned fraction](images/wer_vs_aligned.png)" in text
+
+
+def test_show_results_without_experiments_is_a_clear_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="run the recipe's stages first"):
+        show_results.main(["--exp_root", str(tmp_path / "exp"), "--output", str(tmp_path / "R.md")])

@@ -1,0 +1,156 @@
+"""Stage 12: score one decoding directory (stage 10) against the set's transcripts.
+
+ASR (`text` in the decode dir): word error rate after normalisation, in <decode_dir>/score_wer/
+(result.txt, errs-<set>.txt, recogs-<set>.txt, wer-summary-<set>.txt, score.json).
+
+TTS (`units.scp`): a judge transcribes what was generated and is scored two ways, as in the paper:
+  * "WER gold": against the transcript the units were generated from;
+  * "WER target": against the judge's own transcript of the set's gold units (what the judge can recover at
+    best from real speech), so that judge errors common to both are not charged to the TTS model.
+With several samples per utterance (`nbest/units.<k>.scp`) the best of them per utterance is scored too
+(the paper reports best of 3).  The judge's transcripts of the gold units, and their WER against the
+transcripts (the oracle row: the ceiling), are kept in the judge's experiment dir, once per set.
+Results go to <decode_dir>/score_<judge>_gold/ and score_<judge>_target/ (with judge transcripts in
+<decode_dir>/judge_<judge>/).  The `unit` judge is zipper.bin.judge_train's CTC recogniser over units.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Mapping, Sequence
+
+from zipper.data.kaldi_dir import read_kv, write_kv
+from zipper.scoring.wer import Alignment, Normalizer, align, write_scoring
+from zipper.utils.atomic import atomic_write_json, is_done, mark_done
+from zipper.utils.cli import make_parser, parse_and_setup, run_main, yaml_value
+from zipper.utils.provenance import ProvenanceError
+
+logger = logging.getLogger(__name__)
+
+
+def get_parser():
+    parser = make_parser(__doc__)
+    parser.add_argument("--decode_dir", required=True, help="a stage-10 decode dir (with decode.json)")
+    parser.add_argument("--data_dir", default="", help="data dir of the set (default: decode.json's data_dir)")
+    parser.add_argument("--gold_units_dir", default="", help="TTS: units of the set (default: decode.json's units_dir)")
+    parser.add_argument("--judge_exp", default="", help="TTS: a zipper.bin.judge_train experiment dir")
+    parser.add_argument("--normalizer", type=yaml_value, default={},
+                        help="YAML dict of zipper.scoring.wer.Normalizer fields (default: lower-case, no punctuation)")
+    parser.add_argument("--device", default="cpu", help="torch device of the judge")
+    return parser
+
+
+def score_asr(decode_dir: Path, refs: Mapping[str, str], name: str, normalizer: Normalizer) -> dict:
+    hyps = read_kv(decode_dir / "text", allow_empty_value=True)
+    extra = sorted(set(hyps) - set(refs))
+    if extra:
+        raise KeyError(f"{decode_dir / 'text'}: utterance '{extra[0]}' is not in the reference ({len(extra)} such)")
+    out = decode_dir / "score_wer"
+    counts = write_scoring(out, name, refs, hyps, normalizer)
+    summary = {"task": "asr", "set": name, "wer": counts.wer, **counts.row()}
+    atomic_write_json(out / "score.json", summary)
+    mark_done(out)
+    return summary
+
+
+def best_per_utterance(candidates: Sequence[Mapping[str, str]], refs: Mapping[str, str],
+                       normalizer: Normalizer) -> dict[str, str]:
+    """For each utterance, the candidate hypothesis with the fewest errors against its reference."""
+    per_candidate: list[dict[str, Alignment]] = []
+    for hyps in candidates:
+        _, alignments = align(refs, hyps, normalizer)
+        per_candidate.append({a.utt: a for a in alignments})
+    best = {}
+    for utt in refs:
+        k = min(range(len(candidates)), key=lambda i: (per_candidate[i][utt].counts.err, i))
+        best[utt] = candidates[k].get(utt, "")
+    return best
+
+
+def judge_units_dir(units_scp: Path, judge_exp: Path, out_text: Path, device: str) -> dict[str, str]:
+    """Judge transcripts of a units.scp (cached in out_text; rewritten only when missing)."""
+    if out_text.exists():
+        return read_kv(out_text, allow_empty_value=True)
+    from zipper.scoring.unit_judge import load_judge, load_units, transcribe_all
+
+    model, vocab, config = load_judge(judge_exp, device=device)
+    units_dir = units_scp.parent.parent if units_scp.parent.name == "nbest" else units_scp.parent
+    units = load_units(units_dir, dedup_runs=bool(config.get("dedup")), inventory=config["inventory"], scp=units_scp)
+    hyps = transcribe_all(model, vocab, units, device=device)
+    write_kv(out_text, hyps)
+    return hyps
+
+
+def judge_gold(judge_exp: Path, gold_units_dir: Path, name: str, refs: Mapping[str, str], normalizer: Normalizer,
+               device: str) -> tuple[dict[str, str], dict]:
+    """The judge on the set's gold units: its transcripts (WER-target references) and the oracle score."""
+    out = judge_exp / f"gold_{name}"
+    hyps = judge_units_dir(gold_units_dir / "units.scp", judge_exp, out / "text", device)
+    if not is_done(out / "score_wer"):
+        counts = write_scoring(out / "score_wer", name, refs, hyps, normalizer)
+        atomic_write_json(out / "score_wer" / "score.json", {"task": "oracle", "set": name, "wer": counts.wer,
+                                                            "units_dir": str(gold_units_dir), **counts.row()})
+        mark_done(out / "score_wer")
+    return hyps, read_json(out / "score_wer" / "score.json")
+
+
+def read_json(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def score_tts(decode_dir: Path, refs: Mapping[str, str], name: str, judge: str,
+              sample_hyps: Sequence[Mapping[str, str]], target_refs: Mapping[str, str], oracle: dict,
+              normalizer: Normalizer) -> dict:
+    """WER gold and WER target of judged TTS output (first sample, and best of the samples when several)."""
+    summary = {"task": "tts", "set": name, "judge": judge, "samples": len(sample_hyps), "oracle_wer": oracle["wer"]}
+    rows = {}
+    for kind, references in (("gold", refs), ("target", target_refs)):
+        out = decode_dir / f"score_{judge}_{kind}"
+        counts = write_scoring(out, name, references, sample_hyps[0], normalizer)
+        summary[f"wer_{kind}"] = counts.wer
+        rows[kind] = counts.row()
+        if len(sample_hyps) > 1:
+            best = best_per_utterance(sample_hyps, references, normalizer)
+            best_counts = write_scoring(out / f"best_of_{len(sample_hyps)}", name, references, best, normalizer)
+            summary[f"wer_{kind}_best_of_n"] = best_counts.wer
+    for kind, row in rows.items():  # both summaries carry both WERs (show_results reads either)
+        out = decode_dir / f"score_{judge}_{kind}"
+        atomic_write_json(out / "score.json", {**summary, "kind": kind, **row})
+        mark_done(out)
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    args = parse_and_setup(get_parser(), argv)
+    decode_dir = Path(args.decode_dir)
+    if not is_done(decode_dir):
+        raise FileNotFoundError(f"{decode_dir}/.done is missing: stage 10 has not finished this decoding")
+    decode = read_json(decode_dir / "decode.json")
+    data_dir = Path(args.data_dir or decode["data_dir"])
+    name = data_dir.name
+    normalizer = Normalizer(**(args.normalizer or {}))
+    refs = read_kv(data_dir / "text")
+    if decode["task"] == "asr":
+        summary = score_asr(decode_dir, refs, name, normalizer)
+        print(f"{decode_dir}: WER {summary['wer']:.2f} % ({summary['Snt']} utterances, {summary['Wrd']} words)")
+        return summary
+    if not args.judge_exp:
+        raise ValueError(f"{decode_dir} holds TTS output: --judge_exp is needed to score it")
+    judge_exp = Path(args.judge_exp)
+    target_refs, oracle = judge_gold(judge_exp, Path(args.gold_units_dir or decode["units_dir"]), name, refs,
+                                     normalizer, args.device)
+    scps = sorted((decode_dir / "nbest").glob("units.*.scp"), key=lambda p: int(p.name.split(".")[1]))
+    scps = scps or [decode_dir / "units.scp"]
+    samples = [judge_units_dir(scp, judge_exp, decode_dir / "judge_unit" / f"text.{k + 1}", args.device)
+               for k, scp in enumerate(scps)]
+    summary = score_tts(decode_dir, refs, name, "unit", samples, target_refs, oracle, normalizer)
+    print(f"{decode_dir}: unit judge WER gold {summary['wer_gold']:.2f} %, WER target {summary['wer_target']:.2f} % "
+          f"(gold units: {oracle['wer']:.2f} %)")
+    return summary
+
+
+if __name__ == "__main__":
+    run_main(main, expected_errors=(ProvenanceError, FileNotFoundError, ValueError, KeyError))

@@ -1,0 +1,315 @@
+"""Stage 12: write a recipe's RESULTS.md from its experiment dirs (generated, never hand-edited).
+
+Reads what the stages left behind (tower scores.json, fusion config.yaml/scores.json/fused_lm_*.json,
+decode dirs with score_wer/ and score_<judge>_{gold,target}/, judge experiments with their oracle scores)
+and writes: the environment, the commands, tower perplexities, fused models (with what fusion cost each
+tower's perplexity), ASR tables in ESPnet's |dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err| form, TTS judge WERs
+with the oracle row, and - when models were trained on several aligned fractions - the data-efficiency table
+and its plot (WER vs aligned fraction, images/wer_vs_aligned.png beside RESULTS.md).
+Everything is re-derived on every run, so the file always matches the experiment dirs.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+import yaml
+
+from zipper.utils.atomic import atomic_path, atomic_write_text
+from zipper.utils.cli import make_parser, parse_and_setup, run_main
+from zipper.utils.log import environment
+
+logger = logging.getLogger(__name__)
+ASR_COLUMNS = ("Snt", "Wrd", "Corr", "Sub", "Del", "Ins", "Err", "S.Err")
+
+
+def get_parser():
+    parser = make_parser(__doc__)
+    parser.add_argument("--exp_root", default="exp", help="the recipe's experiment dir")
+    parser.add_argument("--output", default="RESULTS.md", help="file to write")
+    parser.add_argument("--title", default="", help="heading (default: the recipe dir name)")
+    parser.add_argument("--command", default="", help="the command that produced the experiments (shown verbatim)")
+    parser.add_argument("--test_sets", nargs="*", default=None,
+                        help="sets for the study table/plot (default: every scored set except dev)")
+    return parser
+
+
+def read_json(path: Path) -> dict:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def read_yaml(path: Path) -> dict:
+    with open(path, encoding="utf-8") as f:
+        return yaml.safe_load(f) or {}
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return "unknown CPU"
+
+
+def run_info(exp: Path) -> dict[str, str]:
+    """When, with what code and on what device an experiment was trained (from its train.log header)."""
+    info = {"date": "", "git": "", "device": ""}
+    log = exp / "train.log"
+    if not log.exists():
+        return info
+    with open(log, encoding="utf-8", errors="replace") as f:
+        for line in f:
+            if not info["date"] and re.match(r"\d{4}-\d\d-\d\d", line):
+                info["date"] = line[:10]
+            if "environment:" in line:
+                fields = dict(kv.split("=", 1) for kv in line.split("environment:", 1)[1].split() if "=" in kv)
+                info["git"] = fields.get("git", "")
+                info["device"] = f"{fields.get('device', '')} ({fields.get('cpus', '?')} CPUs)"
+                break
+    return info
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> str:
+    def cell(v: Any) -> str:
+        return f"{v:.2f}" if isinstance(v, float) else str(v)
+
+    lines = ["|" + "|".join(header) + "|", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["|" + "|".join(cell(v) for v in row) + "|" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def aligned_fraction(config: dict, exp: Path) -> tuple[str, float | None]:
+    """(aligned set name, its percentage of the aligned data) of a fusion experiment."""
+    name = Path(str(config.get("train_units", ""))).name or exp.name
+    match = re.search(r"(\d+(?:\.\d+)?)pct", name)
+    return name, float(match.group(1)) if match else None
+
+
+def system_name(exp: Path, aligned_set: str) -> str:
+    """exp/zipper_s_frozen_train_paired_10pct -> zipper_s_frozen (what stays the same across fractions)."""
+    name = exp.name
+    return name[:-len(aligned_set) - 1] if aligned_set and name.endswith("_" + aligned_set) else name
+
+
+def fusion_experiments(exp_root: Path) -> list[dict[str, Any]]:
+    out = []
+    for config_path in sorted(exp_root.glob("*/config.yaml")):
+        config = read_yaml(config_path)
+        if "model" not in config or not (config_path.parent / ".done").exists():
+            continue
+        exp = config_path.parent
+        aligned, pct = aligned_fraction(config, exp)
+        freeze = (config.get("model_conf") or {}).get("freeze", [])
+        out.append({"exp": exp, "config": config, "aligned_set": aligned, "pct": pct,
+                    "system": system_name(exp, aligned), "model": config["model"],
+                    "frozen": ", ".join(freeze) if config["model"] == "zipper" else "-",
+                    "scores": read_json(exp / "scores.json") if (exp / "scores.json").exists() else {}})
+    return out
+
+
+def decode_scores(exp: Path) -> tuple[list[dict], list[dict]]:
+    """(ASR score.json dicts, TTS gold score.json dicts) of every scored decode dir of an experiment."""
+    asr, tts = [], []
+    for score in sorted(exp.glob("decode_*/*/score_wer/score.json")):
+        asr.append({**read_json(score), "decode_dir": score.parent.parent})
+    for score in sorted(exp.glob("decode_*/*/score_*_gold/score.json")):
+        tts.append({**read_json(score), "decode_dir": score.parent.parent})
+    return asr, tts
+
+
+def section_environment(args, env: dict[str, str]) -> str:
+    device = env.get("device", "cpu")
+    device = f"{cpu_name()}, {env.get('cpus')} CPUs" if device == "cpu" else device
+    lines = [f"- date: {datetime.date.today().isoformat()} (this file); each experiment's training date is below",
+             f"- python {env.get('python')}, torch {env.get('torch')}, git {env.get('git')}",
+             f"- device: {device}", f"- platform: {env.get('platform')}"]
+    return "## Environment\n" + "\n".join(lines) + "\n"
+
+
+def section_commands(args, exps: list[Path]) -> str:
+    out = "## Commands\n"
+    if args.command:
+        out += f"Produced by:\n```sh\n{args.command}\n```\n"
+    rows = []
+    for exp in exps:
+        info = run_info(exp)
+        rows.append((f"`{exp}`", f"`bash {exp}/run.sh`" if (exp / "run.sh").exists() else "-", info["date"],
+                     info["device"], info["git"]))
+    if rows:
+        out += "\nEvery experiment keeps its resolved config.yaml and a replay script:\n\n"
+        out += table(("experiment", "replay", "trained", "device", "git"), rows)
+    return out
+
+
+def section_towers(exp_root: Path) -> tuple[str, list[Path]]:
+    rows, exps = [], []
+    for scores_path in sorted(exp_root.glob("tower_*/scores.json")):
+        exp = scores_path.parent
+        s = read_json(scores_path)
+        config = read_yaml(exp / "config.yaml")
+        rows.append((f"`{exp.name}`", config.get("modality", "?"), s.get("valid_data", ""), s["valid_ppl"],
+                     s["unigram_ppl"], int(s["uniform_ppl"]), s.get("train_tokens", "")))
+        exps.append(exp)
+    if not rows:
+        return "", exps
+    return ("## Towers (stages 7-8): dev perplexity\n"
+            + table(("tower", "modality", "dev data", "ppl", "unigram ppl", "vocabulary", "train tokens"), rows),
+            exps)
+
+
+def section_fusion(fusion: list[dict]) -> str:
+    if not fusion:
+        return ""
+    rows = []
+    for f in fusion:
+        valid = f["scores"].get("valid", {})
+        costs = []
+        for modality in ("text", "speech"):
+            path = f["exp"] / f"fused_lm_{modality}.json"
+            if path.exists():
+                s = read_json(path)
+                costs.append(f"{s['tower_ppl']:.2f} -> {s['ppl']:.2f}")
+            else:
+                costs.append("-")
+        rows.append((f"`{f['exp'].name}`", f["model"], f["aligned_set"], f["frozen"], valid.get("loss", "-"),
+                     valid.get("asr_loss", "-"), valid.get("tts_loss", "-"), *costs))
+    return ("## Fused models (stage 9)\nValidation losses (nats/token) and each tower's dev perplexity before -> "
+            "after fusion, on its own modality alone (what fusion cost the tower).\n\n"
+            + table(("model", "kind", "aligned set", "frozen", "valid loss", "ASR loss", "TTS loss",
+                     "text ppl", "speech ppl"), rows))
+
+
+def section_asr(fusion: list[dict]) -> str:
+    blocks = []
+    for f in fusion:
+        asr, _ = decode_scores(f["exp"])
+        if asr:
+            rows = [(f"`{s['decode_dir'].parent.name}/{s['set']}`", *(s[c] for c in ASR_COLUMNS)) for s in asr]
+            blocks.append(f"### `{f['exp']}`\n" + table(("dataset", *ASR_COLUMNS), rows))
+    if not blocks:
+        return ""
+    return "## ASR (WER %, stage 12)\n" + "\n".join(blocks)
+
+
+def judge_label(decode_dir: Path, judge: str) -> str:
+    return {"unit": "unit CTC judge", "whisper": "Whisper"}.get(judge, judge)
+
+
+def section_tts(fusion: list[dict], exp_root: Path) -> str:
+    rows = []
+    for f in fusion:
+        _, tts = decode_scores(f["exp"])
+        for s in tts:
+            best = s.get("wer_gold_best_of_n")
+            rows.append((f"`{f['exp'].name}`", f["frozen"], s["set"], judge_label(s["decode_dir"], s["judge"]),
+                         s["wer_gold"], s["wer_target"], best if best is not None else "-"))
+    oracle_rows = []
+    for score in sorted(exp_root.glob("judge_*/gold_*/score_wer/score.json")):
+        s = read_json(score)
+        oracle_rows.append((f"Oracle (gold units, `{score.parents[2].name}`)", "-", s["set"], "unit CTC judge",
+                            s["wer"], "-", "-"))
+    for score in sorted(exp_root.glob("vocoder_*/gold_*/score_whisper_*/score.json")):
+        s = read_json(score)
+        oracle_rows.append((f"Oracle ({s.get('what', 'gold units, vocoded')}, `{score.parents[2].name}`)", "-",
+                            s["set"], "Whisper", s["wer"], "-", "-"))
+    if not rows and not oracle_rows:
+        return ""
+    return ("## TTS (judge WER %, stage 12)\n\"WER gold\": the judge's transcript of the generated units against the "
+            "input text; \"WER target\": against the judge's transcript of the gold units (as in the paper).\n\n"
+            + table(("model", "frozen", "set", "judge", "WER gold", "WER target", "best of N (gold)"),
+                    oracle_rows + rows))
+
+
+def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: Path) -> str:
+    """Systems trained on several aligned fractions: table and plot of WER against the fraction."""
+    points: dict[tuple[str, str, str], dict[float, float]] = {}  # (task, set, system) -> pct -> WER
+    for f in fusion:
+        if f["pct"] is None:
+            continue
+        asr, tts = decode_scores(f["exp"])
+        for s in asr:
+            points.setdefault(("ASR", s["set"], f["system"]), {})[f["pct"]] = s["wer"]
+        for s in tts:
+            if s["judge"] == "unit":
+                points.setdefault(("TTS", s["set"], f["system"]), {})[f["pct"]] = s["wer_gold"]
+    sets = sorted({key[1] for key in points})
+    wanted = list(test_sets) if test_sets else [s for s in sets if s != "dev"] or sets
+    points = {k: v for k, v in points.items() if k[1] in wanted}
+    fractions = sorted({p for v in points.values() for p in v})
+    if len(fractions) < 2:
+        return ""
+    rows = [(task, s, f"`{system}`", *(v.get(p, "-") for p in fractions)) for (task, s, system), v in
+            sorted(points.items())]
+    image = out_dir / "images" / "wer_vs_aligned.png"
+    plot_study(points, image)
+    return ("## Data-efficiency study: WER % vs aligned data\nASR: WER; TTS: unit-judge WER gold.  Columns: % of "
+            "the aligned training set.\n\n"
+            + table(("task", "set", "system", *(f"{p:g}%" for p in fractions)), rows)
+            + f"\n![WER vs aligned fraction]({image.relative_to(out_dir)})\n")
+
+
+def plot_study(points: dict[tuple[str, str, str], dict[float, float]], image: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = sorted({(task, s) for task, s, _ in points})
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    for ax, (task, s) in zip(axes[0], panels):
+        for (t, s2, system), curve in sorted(points.items()):
+            if (t, s2) != (task, s):
+                continue
+            xs = sorted(curve)
+            ax.plot(xs, [curve[x] for x in xs], marker="o", label=system)
+        ax.set_xscale("log")
+        ax.set_xlabel("aligned data (%)")
+        ax.set_ylabel("WER (%)")
+        ax.set_title(f"{task} on {s}")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(image, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def render(args) -> str:
+    exp_root = Path(args.exp_root)
+    if not exp_root.is_dir():
+        raise FileNotFoundError(f"{exp_root} does not exist: run the recipe's stages first")
+    out_dir = Path(args.output).resolve().parent
+    title = args.title or "/".join(Path.cwd().parts[-2:])
+    fusion = fusion_experiments(exp_root)
+    towers, tower_exps = section_towers(exp_root)
+    judges = sorted(p.parent for p in exp_root.glob("judge_*/scores.json"))
+    parts = [f"<!-- Generated by `python -m zipper.bin.show_results`; do not edit by hand. -->\n# RESULTS: {title}\n",
+             section_environment(args, environment()),
+             section_commands(args, tower_exps + [f["exp"] for f in fusion] + judges),
+             towers, section_fusion(fusion), section_asr(fusion), section_tts(fusion, exp_root),
+             section_study(fusion, args.test_sets, out_dir)]
+    for judge in judges:
+        s = read_json(judge / "scores.json")
+        parts.append(f"Unit judge `{judge}`: CTC over units, trained on {s['train_utterances']} utterances; "
+                     f"on the gold units of `{s['valid_units']}`: WER {s['valid_wer']:.2f} %, CER {s['valid_cer']:.2f} %.\n")
+    return "\n".join(p for p in parts if p)
+
+
+def main(argv: Sequence[str] | None = None) -> str:
+    args = parse_and_setup(get_parser(), argv)
+    text = render(args)
+    atomic_write_text(args.output, text)
+    print(f"wrote {args.output}")
+    return text
+
+
+if __name__ == "__main__":
+    run_main(main, expected_errors=(FileNotFoundError, ValueError, KeyError))
