@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from zipper.data.kaldi_dir import read_kv, write_kv
+from zipper.inference.graphs import DECODE_STEPS
 from zipper.inference.search import SearchConfig
 from zipper.tasks.fusion_task import build_model, load_paired
 from zipper.tokens.token_list import BOS, EOS, NUM_SPECIAL, TokenList
@@ -54,6 +55,10 @@ def get_parser():
     parser.add_argument("--num_threads", type=int, default=0, help="torch CPU threads (0: default)")
     parser.add_argument("--chain", type=str2bool, default=False,
                         help="Zipper ASR: after the text, also decode speech ([text, speech] outputs)")
+    parser.add_argument("--step_mode", default="dynamic",
+                        choices=list(DECODE_STEPS),
+                        help="how a cached Zipper decoding step runs: dynamic (growing cache) or on the static cache "
+                             "(eager, compile, cuda_graph: GPU; docs/performance.md)")
     add_sharding_options(parser)
     return parser
 
@@ -107,7 +112,7 @@ def decode_batch(model, tokenizer, args, train_args, configs, speech: list[np.nd
     allowed = {"text": allowed_tokens(text_vocab, first_text, text_vocab, [tokenizer.eos_id], device),
                "speech": allowed_tokens(speech_vocab, NUM_SPECIAL, speech_vocab, [EOS], device)}
     hyps = decode_zipper(model, inputs, outputs, configs, allowed, {"text": tokenizer.bos_id, "speech": BOS},
-                         {"text": tokenizer.eos_id, "speech": EOS})
+                         {"text": tokenizer.eos_id, "speech": EOS}, step_mode=getattr(args, "step_mode", "dynamic"))
     if "speech" in hyps:
         hyps["speech"] = [[t - NUM_SPECIAL for t in h] for h in hyps["speech"]]
     return hyps

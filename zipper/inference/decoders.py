@@ -5,17 +5,28 @@ own KV cache, its cross-attention keys/values over the finished modalities compu
 step.  Several output modalities in a row ([text, speech]) decode one after the other, each finished one
 becoming memory for the next (`decode_zipper`).
 VocabExpansionDecoder: the single decoder with a left-padded prompt and one KV cache.
+TowerDecoder: one tower continuing a prompt (text-only continuation; the decoding benchmark).
+ZipperRecomputeDecoder and TowerDecoder(cache=False): the same decoding without any cache, every step
+recomputing the whole sequence - the baseline a cache is measured against (zipper.bin.benchmark, tests).
+
+`step_mode` (zipper.inference.graphs.DECODE_STEPS) chooses how a cached step runs on our own towers: `dynamic`
+(the cache grows by length) or over the static cache with fixed shapes - `eager`, `compile`, `cuda_graph`,
+`compile+cuda_graph`.  Hugging Face towers always run `dynamic` (their own DynamicCache).
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Optional, Sequence
 
 import torch
 
+from zipper.inference.graphs import DECODE_STEPS, StepRunner
 from zipper.inference.search import SearchConfig, run_search
 from zipper.models.zipper import Memory, Segment, ZipperModel
 from zipper.tokens.token_list import NUM_SPECIAL
+
+logger = logging.getLogger(__name__)
 
 
 def allowed_tokens(vocab: int, start: int, stop: int, extra: Sequence[int], device) -> torch.Tensor:
@@ -26,30 +37,67 @@ def allowed_tokens(vocab: int, start: int, stop: int, extra: Sequence[int], devi
     return allowed
 
 
+def static_step_mode(tower, step_mode: str) -> str:
+    """The step mode a tower can run: a tower without a static cache (HF) falls back to `dynamic`."""
+    if step_mode not in DECODE_STEPS:
+        raise ValueError(f"unknown decoding step '{step_mode}' ({', '.join(DECODE_STEPS)})")
+    if step_mode != "dynamic" and not getattr(tower, "supports_static_cache", False):
+        logger.warning("%s has no static cache: decoding step '%s' falls back to 'dynamic'", type(tower).__name__,
+                       step_mode)
+        return "dynamic"
+    return step_mode
+
+
 class ZipperDecoder:
     def __init__(self, model: ZipperModel, modality: str, memory: dict[str, Memory], batch: int, max_len: int,
-                 record: bool = False):
+                 record: bool = False, step_mode: str = "dynamic"):
         self.model, self.modality, self.record = model, modality, record
         tower = model.towers[modality]
         self.cache = tower.new_cache(batch, max_len + 1)
         self.cross = model.cross_memory(modality, memory)
         self.source = torch.arange(batch)  # which input each row decodes (its cross-attention memory)
         self.recorded: list[list[torch.Tensor]] = []  # per step, per cross layer: (B, 1, D)
+        self.runner: Optional[StepRunner] = None
+        if static_step_mode(tower, step_mode) != "dynamic":
+            self.slot = torch.zeros(1, dtype=torch.long, device=tower.embed.weight.device)  # next slot to write
+            self.runner = StepRunner(self._static_step, step_mode, watched=self._watched)
+
+    def _watched(self) -> list[Optional[torch.Tensor]]:
+        tensors = [self.cache.k, self.cache.v]
+        for c in self.cross:
+            if c is not None:
+                tensors += [c.k, c.v, c.mask, c.visible]
+        return tensors
+
+    def _static_step(self, tokens: torch.Tensor, slot: torch.Tensor):
+        segment = Segment(self.modality, tokens, torch.ones_like(tokens[:, 0]))
+        out, recorded = self.model.run_segment(segment, {}, cache=self.cache, cross=self.cross, logits_to_keep=1,
+                                               cache_position=slot)
+        return out.logits[:, -1], recorded
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
-        segment = Segment(self.modality, tokens, torch.ones(tokens.shape[0], dtype=torch.long, device=tokens.device))
-        out, recorded = self.model.run_segment(segment, {}, cache=self.cache, cross=self.cross)
+        if self.runner is None:
+            segment = Segment(self.modality, tokens, torch.ones_like(tokens[:, 0]))
+            out, recorded = self.model.run_segment(segment, {}, cache=self.cache, cross=self.cross, logits_to_keep=1)
+            logits = out.logits[:, -1]
+        else:
+            logits, recorded = self.runner(tokens, self.slot)
+            self.slot.add_(1)  # on the device: no host-device copy per step
+            self.cache.advance(1)  # host-side bookkeeping (reorder copies the filled slots)
+            if self.runner.graphed:  # a replay overwrites its outputs
+                logits = logits.clone()
+                recorded = [h.clone() for h in recorded] if self.record else recorded
         if self.record:  # only when a later output modality will attend to this one
             self.recorded.append(recorded)
-        return out.logits[:, -1]
+        return logits
 
     def reorder(self, index: torch.Tensor) -> None:
         self.cache.reorder(index)
         source = self.source[index.cpu()]
         # beams move within their input's rows: the memory only needs copying when rows change inputs
         if len(source) != len(self.source) or not torch.equal(source, self.source):
-            self.cross = [None if c is None else (c[0][index], c[1][index], c[2][index]) for c in self.cross]
+            self.cross = [None if c is None else c.index(index) for c in self.cross]
         self.source = source
         self.recorded = [[h[index] for h in step] for step in self.recorded]
 
@@ -63,12 +111,24 @@ class ZipperDecoder:
 @torch.no_grad()
 def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequence[str],
                   configs: dict[str, SearchConfig], allowed: dict[str, Optional[torch.Tensor]],
-                  bos: dict[str, int], eos: dict[str, int]) -> dict[str, list[list[int]]]:
+                  bos: dict[str, int], eos: dict[str, int], step_mode: str = "dynamic",
+                  cache: bool = True) -> dict[str, list[list[int]]]:
     """Decode the output modalities in order after the input segments; returns token ids per modality.
 
     Beam search and several samples per input are for the last output modality (earlier ones decode greedily
     or with one sample, so that each row keeps one history to condition the next modality on).
+    step_mode: how a cached step runs (module docstring).  cache=False: recompute everything at every step
+    (ZipperRecomputeDecoder; one output modality) - only for measuring what the caches save.
     """
+    if not cache:
+        if len(outputs) != 1:
+            raise ValueError("uncached decoding is for one output modality")
+        modality = outputs[0]
+        config = configs[modality]
+        decoder = ZipperRecomputeDecoder(model, inputs, modality)
+        first = decoder.step(torch.full((inputs[0].tokens.shape[0], 1), bos[modality], dtype=torch.long,
+                                        device=inputs[0].tokens.device))
+        return {modality: run_search(decoder, first, eos[modality], config, allowed.get(modality))}
     memory: dict[str, Memory] = {}
     for segment in inputs:
         _, recorded = model.run_segment(segment, memory, return_logits=False)
@@ -78,7 +138,8 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
     results: dict[str, list[list[int]]] = {}
     for i, modality in enumerate(outputs):
         config = configs[modality]
-        decoder = ZipperDecoder(model, modality, memory, batch, config.max_len, record=i < len(outputs) - 1)
+        decoder = ZipperDecoder(model, modality, memory, batch, config.max_len, record=i < len(outputs) - 1,
+                                step_mode=step_mode)
         if config.method == "sample" and config.nbest > 1:
             if i != len(outputs) - 1:
                 raise ValueError("several samples per input only for the last output modality")
@@ -103,6 +164,74 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
     return results
 
 
+class ZipperRecomputeDecoder:
+    """Zipper decoding with no cache at all: every step runs the input segments and the whole output so far
+    again (only the last position's logits are computed, as Hugging Face generate does without a cache)."""
+
+    def __init__(self, model: ZipperModel, inputs: Sequence[Segment], modality: str):
+        self.model, self.inputs, self.modality = model, list(inputs), modality
+        self.tokens: Optional[torch.Tensor] = None
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        self.tokens = tokens if self.tokens is None else torch.cat([self.tokens, tokens], dim=1)
+        memory: dict[str, Memory] = {}
+        for segment in self.inputs:
+            _, recorded = self.model.run_segment(segment, memory, return_logits=False)
+            self.model.extend_memory(memory, segment, recorded)
+        lengths = torch.full_like(self.tokens[:, 0], self.tokens.shape[1])
+        out, _ = self.model.run_segment(Segment(self.modality, self.tokens, lengths), memory, logits_to_keep=1)
+        return out.logits[:, -1]
+
+    def reorder(self, index: torch.Tensor) -> None:
+        self.inputs = [Segment(s.modality, s.tokens[index], s.lengths[index]) for s in self.inputs]
+        self.tokens = None if self.tokens is None else self.tokens[index]
+
+
+class TowerDecoder:
+    """One tower continuing prompts (B, P) of one length: the prompt is run once, then one token per step.
+
+    cache=False: no cache, every step recomputes the whole sequence (only the last position's logits) - the
+    baseline a cache is measured against.  step_mode: how a cached step runs (module docstring).
+    """
+
+    def __init__(self, tower, prompts: torch.Tensor, max_new: int, cache: bool = True, step_mode: str = "dynamic"):
+        self.tower = tower
+        self.cache = self.runner = None
+        if not cache:
+            self.tokens = prompts
+            self.first_logits = tower(prompts, logits_to_keep=1).logits[:, -1]
+            return
+        b, p = prompts.shape
+        self.cache = tower.new_cache(b, p + max_new + 1)
+        self.first_logits = tower(prompts, cache=self.cache, logits_to_keep=1).logits[:, -1]
+        if static_step_mode(tower, step_mode) != "dynamic":
+            self.slot = torch.full((1,), p, dtype=torch.long, device=prompts.device)
+            self.runner = StepRunner(self._static_step, step_mode, watched=lambda: (self.cache.k, self.cache.v))
+
+    def _static_step(self, tokens: torch.Tensor, slot: torch.Tensor) -> torch.Tensor:
+        return self.tower(tokens, cache=self.cache, cache_position=slot, logits_to_keep=1).logits[:, -1]
+
+    @torch.no_grad()
+    def step(self, tokens: torch.Tensor) -> torch.Tensor:
+        if self.cache is None:
+            self.tokens = torch.cat([self.tokens, tokens], dim=1)
+            return self.tower(self.tokens, logits_to_keep=1).logits[:, -1]
+        if self.runner is None:
+            return self.tower(tokens, cache=self.cache, logits_to_keep=1).logits[:, -1]
+        logits = self.runner(tokens, self.slot)
+        self.slot.add_(1)
+        self.cache.advance(1)
+        return logits.clone() if self.runner.graphed else logits
+
+    def reorder(self, index: torch.Tensor) -> None:
+        if self.cache is None:
+            self.tokens = self.tokens[index]
+        else:
+            self.cache.reorder(index)
+        self.first_logits = self.first_logits[index]
+
+
 class VocabExpansionDecoder:
     """The baseline's tower over left-padded prompts (B, P), continued one token at a time."""
 
@@ -118,13 +247,14 @@ class VocabExpansionDecoder:
         self.positions = (self.mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, P)
         self.cache = self.tower.new_cache(len(prompts), longest + max_len + 1)
         self.first_logits = self.tower(tokens, positions=self.positions, key_padding_mask=self.mask,
-                                       cache=self.cache).logits[:, -1]
+                                       cache=self.cache, logits_to_keep=1).logits[:, -1]
         self.next_position = self.positions[:, -1:] + 1  # (B, 1)
 
     @torch.no_grad()
     def step(self, tokens: torch.Tensor) -> torch.Tensor:
         self.mask = torch.cat([self.mask, torch.ones_like(tokens, dtype=torch.bool)], dim=1)
-        logits = self.tower(tokens, positions=self.next_position, key_padding_mask=self.mask, cache=self.cache).logits
+        logits = self.tower(tokens, positions=self.next_position, key_padding_mask=self.mask, cache=self.cache,
+                            logits_to_keep=1).logits
         self.next_position = self.next_position + 1
         return logits[:, -1]
 

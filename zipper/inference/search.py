@@ -4,6 +4,8 @@ A decoder has consumed its prompt and offers `step(tokens (B, 1)) -> logits (B, 
 `reorder(index)` to follow beams or replicate rows; `first_logits` are the logits of the first token to
 generate.  `allowed` (V,) bool restricts what may be generated (no <pad>, no other modality's tokens).
 Rows that reached `eos` keep being fed `eos` (their outputs are ignored) so that a batch steps together.
+Greedy and sampling ask the device whether every row has ended (a host-device sync) only every
+`stop_check_every` steps; the tokens are the same whatever the interval, a few steps may be wasted at the end.
 """
 
 from __future__ import annotations
@@ -31,6 +33,12 @@ class SearchConfig:
     nbest: int = 1  # sample: samples per input
     max_len: int = 256
     seed: int = 0
+    stop_check_every: int = 0  # greedy/sample: steps between end checks (0: 1 on CPU, 8 on an accelerator)
+
+
+def check_interval(every: int, device: torch.device) -> int:
+    """On a CPU a check costs nothing; on a GPU it stalls the host until the device has caught up."""
+    return every if every > 0 else (1 if device.type == "cpu" else 8)
 
 
 def restrict(logits: torch.Tensor, allowed: Optional[torch.Tensor]) -> torch.Tensor:
@@ -42,15 +50,16 @@ def trim(row: list[int], eos: int) -> list[int]:
 
 
 def greedy(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, max_len: int,
-           allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
+           allowed: Optional[torch.Tensor] = None, stop_check_every: int = 0) -> list[list[int]]:
     logits = restrict(first_logits, allowed)
     done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    every = check_interval(stop_check_every, logits.device)
     out = []
     for step in range(max_len):
         token = logits.argmax(dim=-1).masked_fill(done, eos)  # (B,)
         out.append(token)
         done |= token == eos
-        if bool(done.all()) or step == max_len - 1:
+        if step == max_len - 1 or ((step + 1) % every == 0 and bool(done.all())):
             break
         logits = restrict(decoder.step(token[:, None]), allowed)
     tokens = torch.stack(out, dim=1).tolist()
@@ -75,13 +84,14 @@ def sample(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, co
     generator = torch.Generator(device=first_logits.device).manual_seed(config.seed)
     logits = restrict(first_logits, allowed)
     done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
+    every = check_interval(config.stop_check_every, logits.device)
     out = []
     for step in range(config.max_len):
         probs = filter_logits(logits.float() / max(config.temperature, 1e-6), config.top_k, config.top_p).softmax(-1)
         token = torch.multinomial(probs, 1, generator=generator)[:, 0].masked_fill(done, eos)
         out.append(token)
         done |= token == eos
-        if bool(done.all()) or step == config.max_len - 1:
+        if step == config.max_len - 1 or ((step + 1) % every == 0 and bool(done.all())):
             break
         logits = restrict(decoder.step(token[:, None]), allowed)
     tokens = torch.stack(out, dim=1).tolist()
@@ -138,7 +148,7 @@ def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: in
 def run_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
                allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
     if config.method == "greedy":
-        return greedy(decoder, first_logits, eos, config.max_len, allowed)
+        return greedy(decoder, first_logits, eos, config.max_len, allowed, config.stop_check_every)
     if config.method == "beam":
         return beam_search(decoder, first_logits, eos, config, allowed)
     if config.method == "sample":

@@ -7,16 +7,34 @@ with both gates scalars initialised to 0, so that an untrained fused model compu
 compute alone.  A batch row with no visible memory (no token of the other modality before it) is returned
 unchanged - exactly, not approximately - because attending over an empty set is undefined and a softmax
 over masked keys would otherwise leak padding.  Keys and values of a memory can be computed once
-(`memory_kv`) and reused at every decoding step.
+(`memory_kv`, `prepare` -> CrossMemory) and reused at every decoding step; which rows see anything is decided
+then too, so that a step never asks the device (no host-device sync in the decoding loop).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+
+@dataclasses.dataclass
+class CrossMemory:
+    """A memory made ready for many queries: keys/values (B, H, S, Dh), the attention mask (B, 1, 1, S) or None,
+    and which rows see at least one memory token (`visible` (B,), None when all do)."""
+
+    k: torch.Tensor
+    v: torch.Tensor
+    mask: Optional[torch.Tensor] = None
+    visible: Optional[torch.Tensor] = None
+
+    def index(self, rows: torch.Tensor) -> "CrossMemory":
+        """Keep batch rows `rows` (beams, replicated samples)."""
+        pick = (lambda x: None if x is None else x[rows])
+        return CrossMemory(self.k[rows], self.v[rows], pick(self.mask), pick(self.visible))
 
 
 class GatedCrossAttention(nn.Module):
@@ -42,32 +60,52 @@ class GatedCrossAttention(nn.Module):
         k, v = self.kv(memory).view(b, s, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
         return k, v
 
+    @staticmethod
+    def prepare(memory_kv: tuple[torch.Tensor, torch.Tensor], memory_mask: Optional[torch.Tensor] = None
+                ) -> Optional[CrossMemory]:
+        """Keys/values and mask (B, S) True = visible -> CrossMemory, or None when no row sees anything.
+
+        The questions asked of the device here (does any row / every row see something, is anything padded)
+        are asked once per memory, not once per layer and step, and not at all under torch.compile."""
+        k, v = memory_kv
+        if k.shape[2] == 0:
+            return None
+        if memory_mask is None:
+            return CrossMemory(k, v)
+        visible = memory_mask.any(dim=1)  # (B,) rows that see at least one memory token
+        if torch.compiler.is_compiling():  # no questions (a graph break): mask and put back unconditionally
+            return CrossMemory(k, v, (memory_mask | ~visible[:, None])[:, None, None, :], visible)
+        flags = torch.stack([visible.any(), visible.all(), memory_mask.all()]).tolist()  # one sync for all three
+        if not flags[0]:
+            return None
+        if flags[2]:  # no padding: no mask, so that SDPA may take its fastest kernel
+            return CrossMemory(k, v)
+        # rows that see nothing attend to everything (finite numbers), then are put back untouched in forward
+        mask = (memory_mask | ~visible[:, None])[:, None, None, :]  # (B, 1, 1, S)
+        return CrossMemory(k, v, mask, None if flags[1] else visible)
+
     def forward(self, y: torch.Tensor, memory: Optional[torch.Tensor] = None,
                 memory_mask: Optional[torch.Tensor] = None,
-                memory_kv: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> torch.Tensor:
-        """y (B, T, D) queries; memory (B, S, D) or precomputed memory_kv; memory_mask (B, S) True = visible."""
-        if memory_kv is None:
-            if memory is None or memory.shape[1] == 0:
+                memory_kv: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
+                prepared: Optional[CrossMemory] = None) -> torch.Tensor:
+        """y (B, T, D) queries; memory (B, S, D), or precomputed memory_kv, or a `prepare`d CrossMemory;
+        memory_mask (B, S) True = visible."""
+        if prepared is None:
+            if memory_kv is None:
+                if memory is None or memory.shape[1] == 0:
+                    return y
+                memory_kv = self.memory_kv(memory)
+            prepared = self.prepare(memory_kv, memory_mask)
+            if prepared is None:
                 return y
-            memory_kv = self.memory_kv(memory)
-        k, v = memory_kv
         b, t, d = y.shape
-        visible = None
-        if memory_mask is not None:
-            visible = memory_mask.any(dim=1)  # (B,) rows that see at least one memory token
-            if not bool(visible.any()):
-                return y
-            # rows that see nothing attend to everything (finite numbers), then are put back untouched below
-            mask = (memory_mask | ~visible[:, None])[:, None, None, :]  # (B, 1, 1, S)
-        else:
-            mask = None
         q = self.q(self.attn_norm(y)).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
-        attended = F.scaled_dot_product_attention(q, k, v, attn_mask=mask,
+        attended = F.scaled_dot_product_attention(q, prepared.k, prepared.v, attn_mask=prepared.mask,
                                                   dropout_p=self.dropout if self.training else 0.0)
         out = y + torch.tanh(self.attn_gate) * self.out(attended.transpose(1, 2).reshape(b, t, d))
         out = out + torch.tanh(self.ff_gate) * self.ff(self.ff_norm(out))
-        if visible is not None and not bool(visible.all()):
-            out = torch.where(visible[:, None, None], out, y)
+        if prepared.visible is not None:
+            out = torch.where(prepared.visible[:, None, None], out, y)
         return out
 
     def gate_values(self) -> dict[str, float]:

@@ -88,7 +88,7 @@ class HFTower(nn.Module):
     def forward(self, tokens: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None,
                 positions: Optional[torch.Tensor] = None, key_padding_mask: Optional[torch.Tensor] = None,
                 cache: Optional[HFCache] = None, block_hook: Optional[BlockHook] = None,
-                return_hidden: bool = False, return_logits: bool = True) -> TowerOutput:
+                return_hidden: bool = False, return_logits: bool = True, logits_to_keep: int = 0) -> TowerOutput:
         if inputs_embeds is None:
             inputs_embeds = self.embed(tokens)
         hidden_states: list[torch.Tensor] = []
@@ -115,7 +115,8 @@ class HFTower(nn.Module):
         finally:
             for handle in handles:
                 handle.remove()
-        logits = self.model.lm_head(out.last_hidden_state) if return_logits else None
+        last_hidden = out.last_hidden_state[:, -logits_to_keep:] if logits_to_keep else out.last_hidden_state
+        logits = self.model.lm_head(last_hidden) if return_logits else None
         last = hidden_states[-1]
         return TowerOutput(logits, last, hidden_states if return_hidden else [])
 

@@ -7,6 +7,13 @@ embedding, as the paper's towers have.  Two things fusion needs beyond a plain L
     without the tower knowing about it, and every block's output can be returned;
   * a static KV cache (`KVCache`), preallocated and indexed by a Python int, so that incremental decoding
     never recomputes a prefix and never needs a host-device sync to know where to write.
+Two ways to decode with it (docs/performance.md measures both):
+  * by length (default): the step writes after `cache.length` and attends to the filled slots only;
+  * by slot (`cache_position`, a device tensor): the step writes at the given slots and attends to the whole
+    preallocated cache under a mask, so every step has the same shapes and the same tensors - what a CUDA
+    graph or torch.compile without recompilation needs (zipper.inference.graphs).
+No forward pass asks the device anything (no `.item()`, no `int(tensor)`) unless the caller gives explicit
+positions with no cache, so a training step is one graph for torch.compile and never waits for the GPU.
 """
 
 from __future__ import annotations
@@ -77,6 +84,14 @@ class KVCache:
         self.v[layer, :, :, start:end] = v
         return self.k[layer, :, :, :end], self.v[layer, :, :, :end]
 
+    def write(self, layer: int, k: torch.Tensor, v: torch.Tensor,
+              slots: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Store k, v (B, H, T, Dh) at `slots` (T,) (a device tensor: no sync, same shapes every step);
+        return the whole preallocated keys/values (B, H, max_len, Dh) - the caller masks what is not filled."""
+        self.k[layer].index_copy_(2, slots, k.to(self.k.dtype))  # autocast: bf16 keys into an fp32 cache
+        self.v[layer].index_copy_(2, slots, v.to(self.v.dtype))
+        return self.k[layer], self.v[layer]
+
     def advance(self, steps: int) -> None:
         self.length += steps
 
@@ -114,11 +129,25 @@ class RotaryEmbedding(nn.Module):
         self.cos = angles.cos().float()  # (T, Dh/2)
         self.sin = angles.sin().float()
 
-    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """positions (B, T) or (T,) -> cos, sin of shape (B or 1, 1, T, Dh/2)."""
-        needed = int(positions.max()) + 1 if positions.numel() else 0
-        if needed > self.cos.shape[0]:
-            self._build(max(needed, 2 * self.cos.shape[0]))
+    def ensure(self, length: int) -> None:
+        """Make the table cover positions < length (done outside any captured graph: it reallocates)."""
+        if length > self.cos.shape[0]:
+            self._build(max(length, 2 * self.cos.shape[0]))
+
+    def span(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Positions start .. end-1 (Python ints): views of the table, no gather, no device sync."""
+        self.ensure(end)
+        return self.cos[None, None, start:end], self.sin[None, None, start:end]
+
+    def forward(self, positions: torch.Tensor, bound: Optional[int] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions (B, T) or (T,) -> cos, sin of shape (B or 1, 1, T, Dh/2).
+
+        bound: a Python int above every position (e.g. the cache's length); without it the largest position
+        is read from the device, a host-device sync.
+        """
+        if bound is None:
+            bound = int(positions.max()) + 1 if positions.numel() else 0
+        self.ensure(bound)
         cos, sin = self.cos[positions], self.sin[positions]
         if positions.dim() == 1:
             cos, sin = cos.unsqueeze(0), sin.unsqueeze(0)
@@ -141,12 +170,15 @@ class SelfAttention(nn.Module):
         self.dropout = config.dropout
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor], mask: Optional[torch.Tensor],
-                cache: Optional[KVCache], layer: int) -> torch.Tensor:
+                cache: Optional[KVCache], layer: int, slots: Optional[torch.Tensor] = None) -> torch.Tensor:
         b, t, d = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)  # (B, H, T, Dh)
         q, k = apply_rotary(q, *rope), apply_rotary(k, *rope)
         causal = mask is None
-        if cache is not None:
+        if slots is not None:  # static: write at the slots, attend to the whole cache under `mask`
+            k, v = cache.write(layer, k, v, slots)
+            causal = False
+        elif cache is not None:
             k, v = cache.update(layer, k, v)
             causal = causal and cache.length == 0  # a continuation sees every cached position
             if mask is None and cache.length > 0 and t > 1:
@@ -182,8 +214,8 @@ class Block(nn.Module):
         self.mlp = SwiGLU(config.d_model, config.d_ff, config.dropout)
         self.dropout = nn.Dropout(config.dropout)
 
-    def forward(self, x, rope, mask, cache, layer):
-        x = x + self.dropout(self.attn(self.attn_norm(x), rope, mask, cache, layer))
+    def forward(self, x, rope, mask, cache, layer, slots=None):
+        x = x + self.dropout(self.attn(self.attn_norm(x), rope, mask, cache, layer, slots))
         return x + self.mlp(self.mlp_norm(x))
 
 
@@ -227,8 +259,11 @@ class DecoderTower(nn.Module):
     def vocab_size(self) -> int:
         return self.config.vocab_size
 
+    supports_static_cache = True  # forward takes cache_position (zipper.inference.graphs relies on it)
+
     def new_cache(self, batch: int, max_len: int, dtype: torch.dtype | None = None) -> KVCache:
         weight = self.embed.weight
+        self.rope.ensure(max_len)  # a captured decoding step must never have to grow the table
         return KVCache.for_tower(self.config, batch, max_len, dtype or weight.dtype, weight.device)
 
     def logits(self, hidden: torch.Tensor) -> torch.Tensor:
@@ -238,31 +273,50 @@ class DecoderTower(nn.Module):
     def forward(self, tokens: Optional[torch.Tensor] = None, inputs_embeds: Optional[torch.Tensor] = None,
                 positions: Optional[torch.Tensor] = None, key_padding_mask: Optional[torch.Tensor] = None,
                 cache: Optional[KVCache] = None, block_hook: Optional[BlockHook] = None,
-                return_hidden: bool = False, return_logits: bool = True) -> TowerOutput:
+                return_hidden: bool = False, return_logits: bool = True, logits_to_keep: int = 0,
+                cache_position: Optional[torch.Tensor] = None) -> TowerOutput:
         """tokens (B, T) or inputs_embeds (B, T, D).
 
-        positions: (B, T) or (T,) positions for the rotary table (default: after what the cache holds).
+        positions: (B, T) or (T,) positions for the rotary table (default: after what the cache holds); with a
+            cache they must be below its max_len (true of left padding), so that no device sync is needed.
         key_padding_mask: (B, S) True for real keys, S = cached + T (left-padded prompts); causal on top.
         cache: filled by this call and advanced by T.
+        logits_to_keep: only the last n positions' logits (decoding needs the last one); 0: all.
+        cache_position: (T,) long device tensor: the cache slots this call writes (static decoding).  Each query
+            attends to the slots up to its own; the cache's `length` is left to the caller; positions default
+            to the slots; no key_padding_mask.
         """
         h = self.embed(tokens) if inputs_embeds is None else inputs_embeds
         b, t, _ = h.shape
         past = cache.length if cache is not None else 0
-        if positions is None:
-            positions = torch.arange(past, past + t, device=h.device)
-        rope = self.rope(positions)
         mask = None
+        if cache_position is not None:
+            if cache is None or key_padding_mask is not None:
+                raise ValueError("cache_position needs a cache and no key_padding_mask")
+            rope = self.rope(cache_position if positions is None else positions, bound=cache.max_len)
+            # (T, max_len): each query sees the filled slots up to its own
+            mask = torch.arange(cache.max_len, device=h.device)[None, :] <= cache_position[:, None]
+        elif positions is None:
+            rope = self.rope.span(past, past + t)
+        else:
+            rope = self.rope(positions, bound=cache.max_len if cache is not None else None)
+        rope = (rope[0].to(h.dtype), rope[1].to(h.dtype))  # cast once, not once per layer
         if key_padding_mask is not None:
             mask = causal_mask(t, past, h.device).unsqueeze(0) & key_padding_mask[:, None, :]  # (B, T, S)
             mask = mask.unsqueeze(1)  # (B, 1, T, S)
             mask = mask | ~mask.any(dim=-1, keepdim=True)  # a padded query sees all (its output is unused)
         hidden_states = []
         for i, block in enumerate(self.blocks):
-            h = block(h, rope, mask, cache, i)
+            h = block(h, rope, mask, cache, i, cache_position)
             if block_hook is not None:
                 h = block_hook(i, h)
             if return_hidden:
                 hidden_states.append(h)
-        if cache is not None:
+        if cache is not None and cache_position is None:
             cache.advance(t)
-        return TowerOutput(self.logits(h) if return_logits else None, h, hidden_states)
+        return TowerOutput(self._logits(h, return_logits, logits_to_keep), h, hidden_states)
+
+    def _logits(self, h: torch.Tensor, wanted: bool, keep: int) -> Optional[torch.Tensor]:
+        if not wanted:
+            return None
+        return self.logits(h[:, -keep:] if keep else h)

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from zipper.models.gated_cross_attention import GatedCrossAttention
+from zipper.models.gated_cross_attention import CrossMemory, GatedCrossAttention
 from zipper.models.lm import next_token_loss
 
 logger = logging.getLogger(__name__)
@@ -124,21 +124,31 @@ class ZipperModel(nn.Module):
         return self
 
     # ------------------------------------------------------------------------------------------- memory
-    def cross_memory(self, modality: str, memory: dict[str, Memory]) -> list[Optional[tuple]]:
-        """Per cross layer n of `modality`: (keys, values, mask) over every other modality's memory, or None."""
+    def cross_memory(self, modality: str, memory: dict[str, Memory]) -> list[Optional[CrossMemory]]:
+        """Per cross layer n of `modality`: the keys/values/mask over every other modality's memory, or None
+        (no other memory yet, or no row sees any of it)."""
         others = [o for o in self.towers if o != modality and o in memory]
         if not others:
             return [None] * self.n_cross
+        mask = torch.cat([memory[o].mask for o in others], dim=1)
         out = []
         for n in range(self.n_cross):
             states = torch.cat([self.proj[f"{modality}<-{o}"][n](memory[o].states[n]) for o in others], dim=1)
-            mask = torch.cat([memory[o].mask for o in others], dim=1)
-            out.append((*self.cross[modality][n].memory_kv(states), mask))
+            layer = self.cross[modality][n]
+            if n == 0:
+                first = layer.prepare(layer.memory_kv(states), mask)  # the visibility questions, asked once
+                if first is None:
+                    return [None] * self.n_cross
+                out.append(first)
+            else:
+                out.append(CrossMemory(*layer.memory_kv(states), first.mask, first.visible))
         return out
 
     def run_segment(self, segment: Segment, memory: dict[str, Memory], cache=None,
-                    cross: Optional[list] = None, return_logits: bool = True):
-        """Run one segment's tower with cross-attention to `memory`; returns (TowerOutput, states per layer)."""
+                    cross: Optional[list] = None, return_logits: bool = True, logits_to_keep: int = 0,
+                    cache_position: Optional[torch.Tensor] = None):
+        """Run one segment's tower with cross-attention to `memory` (or the prepared `cross`); returns
+        (TowerOutput, states per cross layer).  logits_to_keep / cache_position: as the tower's forward."""
         m = segment.modality
         tower = self.towers[m]
         e = tower.embed(segment.tokens)
@@ -154,12 +164,14 @@ class ZipperModel(nn.Module):
             if n is None:
                 return h
             if cross[n] is not None:
-                k, v, mask = cross[n]
-                h = self.cross[m][n](h, memory_mask=mask, memory_kv=(k, v))
+                h = self.cross[m][n](h, prepared=cross[n])
             recorded.append(h)
             return h
 
-        out = tower(inputs_embeds=e, cache=cache, block_hook=hook, return_logits=return_logits)
+        extra = {} if cache_position is None else {"cache_position": cache_position}  # HF towers: no static path
+        if logits_to_keep:
+            extra["logits_to_keep"] = logits_to_keep
+        out = tower(inputs_embeds=e, cache=cache, block_hook=hook, return_logits=return_logits, **extra)
         return out, recorded
 
     @staticmethod

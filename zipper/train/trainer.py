@@ -120,7 +120,10 @@ def build_optimizer(args, model: nn.Module) -> torch.optim.Optimizer:
     if args.optim == "sgd":
         return torch.optim.SGD(params, lr=args.lr, momentum=0.9, weight_decay=args.weight_decay)
     cls = torch.optim.AdamW if args.optim == "adamw" else torch.optim.Adam
-    return cls(params, lr=args.lr, betas=tuple(args.betas), weight_decay=args.weight_decay)
+    # the fused kernel: one pass over all parameters (3.5x faster than foreach here; docs/performance.md)
+    flat = [p for group in params for p in group["params"]] if params and isinstance(params[0], dict) else params
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in flat)
+    return cls(params, lr=args.lr, betas=tuple(args.betas), weight_decay=args.weight_decay, fused=fused or None)
 
 
 def atomic_save(obj: Any, path: Path) -> None:
@@ -155,18 +158,21 @@ class StatSums:
         self.weights: dict[str, float] = {}
 
     def add(self, stats: dict[str, Any], weight: Any) -> None:
-        w = float(weight)
+        """Tensor statistics are summed where they are (on a GPU: no host-device sync per batch, the training
+        loop never waits for the device); they become Python floats in `means`."""
+        w = weight.detach().double() if torch.is_tensor(weight) else float(weight)
         for k, v in stats.items():
-            self.sums[k] = self.sums.get(k, 0.0) + float(v) * w
+            v = v.detach().double() if torch.is_tensor(v) else float(v)
+            self.sums[k] = self.sums.get(k, 0.0) + v * w
             self.weights[k] = self.weights.get(k, 0.0) + w
 
     def means(self) -> dict[str, float]:
-        return {k: v / max(self.weights[k], 1e-9) for k, v in self.sums.items()}
+        return {k: float(v) / max(float(self.weights[k]), 1e-9) for k, v in self.sums.items()}
 
     def all_reduce(self, device: torch.device) -> None:
         keys = sorted(self.sums)
-        t = torch.tensor([self.sums[k] for k in keys] + [self.weights[k] for k in keys], device=device,
-                         dtype=torch.float64)
+        t = torch.tensor([float(self.sums[k]) for k in keys] + [float(self.weights[k]) for k in keys],
+                         device=device, dtype=torch.float64)
         torch.distributed.all_reduce(t)
         values = t.tolist()
         self.sums = dict(zip(keys, values[:len(keys)]))
@@ -297,7 +303,7 @@ class Trainer:
                 loss_for_backward.backward()
             totals.add(stats, weight)
             window.add(stats, weight)
-            log_tokens += int(weight)
+            log_tokens = log_tokens + weight  # a tensor: read (a sync) only when logging
             self.state.batch_in_epoch = position + 1
             self.state.cursor += 1 if args.num_iters_per_epoch else 0
             if (position + 1) % args.accum_grad:
@@ -305,7 +311,7 @@ class Trainer:
             grad_norm = self.update()
             if self.state.step % args.log_interval == 0:
                 elapsed = time.time() - log_begin
-                means = window.means()
+                means, grad_norm, log_tokens = window.means(), float(grad_norm), float(log_tokens)
                 logger.info("epoch %d step %d: %s grad_norm=%.3g lr=%.3g %.0f tokens/s", self.state.epoch,
                             self.state.step, fmt(means), grad_norm, self.scheduler.get_last_lr()[0],
                             log_tokens / max(elapsed, 1e-9))
@@ -322,7 +328,8 @@ class Trainer:
                 self.save_checkpoint()
         return totals.means()
 
-    def update(self) -> float:
+    def update(self) -> torch.Tensor:
+        """One optimizer step; returns the gradient norm as a tensor (read only when logged: no sync per step)."""
         args = self.args
         if self.scaler:
             self.scaler.unscale_(self.optimizer)
@@ -337,7 +344,7 @@ class Trainer:
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.state.step += 1
-        return float(grad_norm)
+        return grad_norm
 
     @torch.no_grad()
     def validate(self) -> dict[str, float]:

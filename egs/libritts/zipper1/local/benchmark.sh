@@ -1,0 +1,1 @@
+../../../TEMPLATE/zipper1/local/benchmark.sh
