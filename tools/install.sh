@@ -164,8 +164,12 @@ from zipper.tokens import s3prl_compat
 s3prl_compat.ensure()  # must precede s3prl
 for name in ["torch", "torchaudio.compliance.kaldi", "kaldiio", "sentencepiece", "jiwer", "yaml", "soundfile",
              "faiss", "sklearn.cluster", "espnet2.tasks.abs_task", "espnet2.train.trainer",
-             "s3prl.upstream.baseline.hubconf", "transformers", "zipper"]:
+             "s3prl.upstream.baseline.hubconf", "transformers", "zipper", "espnet2.gan_tts.hifigan",
+             "faster_whisper", "ctranslate2"]:
     importlib.import_module(name)
+from zipper.scoring.whisper_judge import packaged_model_available
+for model in ("base", "tiny.en"):
+    assert packaged_model_available(model), f"the packaged Whisper model {model} is not installed"
 print("imports ok")
 PY
 log "done: activate with '. ${venv}/bin/activate' (recipes do it in path.sh)"

@@ -14,7 +14,8 @@ from zipper.utils.provenance import ProvenanceError
 
 # Options that may change between a run and its resumption without changing what is trained.
 RESUMABLE_CHANGES = {"max_epoch", "log_interval", "save_every_steps", "ngpu", "num_threads", "patience", "resume",
-                     "log_level", "keep_nbest_models", "max_valid_batches", "print_config", "config", "compile"}
+                     "log_level", "keep_nbest_models", "max_valid_batches", "print_config", "config", "compile",
+                     "max_steps", "valid_interval"}
 
 
 def resolved_config(args) -> dict:
@@ -50,3 +51,20 @@ def start_experiment(args, module: str, rank: int = 0) -> dict:
         atomic_write_text(output_dir / "run.sh", script)
         os.chmod(output_dir / "run.sh", 0o755)
     return config
+
+
+def begin_run(args, module: str) -> tuple[int, int]:
+    """What every training CLI does first: join torch.distributed when launched that way, seed torch, write
+    config.yaml and run.sh (rank 0, refusing changed options when resuming) and log the run header.
+    Returns (rank, world size)."""
+    import torch
+
+    from zipper.train.trainer import setup_distributed
+    from zipper.utils.log import log_run_header
+
+    setup_distributed(args)
+    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+    torch.manual_seed(args.seed)
+    config = start_experiment(args, module, rank)
+    log_run_header(module, config)
+    return rank, world

@@ -78,6 +78,9 @@ def load_config_defaults(parser: argparse.ArgumentParser, path: str) -> None:
     if unknown:
         raise ConfigError(f"{path}: unknown option(s) {', '.join(unknown)}")
     parser.set_defaults(**config)
+    for action in parser._actions:  # a required option the config gives is given (the replay run.sh relies on it)
+        if action.dest in config:
+            action.required = False
 
 
 def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str] | None = None,
@@ -93,7 +96,9 @@ def run_main(main: Callable[[Sequence[str] | None], object], argv: Sequence[str]
 def parse_and_setup(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
     """Parse (applying --config first when the parser has it), set up logging, honour --print_config."""
     if any(action.dest == "config" for action in parser._actions):
-        pre, _ = parser.parse_known_args(argv)
+        config_only = argparse.ArgumentParser(add_help=False)  # the full parser would stop at required options
+        config_only.add_argument("--config", default=None)
+        pre, _ = config_only.parse_known_args(argv)
         if pre.config:
             try:
                 load_config_defaults(parser, pre.config)

@@ -1,0 +1,264 @@
+"""The CPU vocoder: units -> WORLD vocoder parameters (a small convolutional network) -> pyworld synthesis.
+
+Why it exists beside the unit HiFi-GAN: a HiFi-GAN has to learn waveforms from scratch and needs GPU-days; on
+this project's 2-core CPU, 1400 updates (24 min) left it unintelligible (docs/vocoder.md).  Predicting WORLD
+parameters per 10 ms frame (spectral envelope, aperiodicity, log F0, voicing: a regression over a few dozen
+numbers) converges in minutes, and the WORLD synthesiser (Morise et al. 2016, pyworld) turns them into speech
+with a real harmonic excitation.  Statistical parametric synthesis, as in HTS/Merlin, with units as input.
+
+Targets come from WORLD analysis (DIO + StoneMask F0, CheapTrick envelope, D4C aperiodicity) of the training
+audio, cached per utterance in the experiment dir.  Features per frame: coded envelope (n_sp bands, log),
+coded aperiodicity, continuous log F0 (interpolated through unvoiced frames), voicing (0/1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from zipper.utils.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
+DEFAULT_WORLD = {"frame_period": 10.0, "n_sp": 40, "f0_floor": 60.0, "f0_ceil": 500.0}
+DEFAULT_ENCODER = {"channels": 256, "layers": 4, "kernel_size": 5, "dropout": 0.1}
+
+
+@dataclasses.dataclass(frozen=True)
+class WorldConfig:
+    fs: int
+    frame_period: float = 10.0  # ms
+    n_sp: int = 40
+    f0_floor: float = 60.0
+    f0_ceil: float = 500.0
+
+    @property
+    def frame_samples(self) -> int:
+        return int(round(self.fs * self.frame_period / 1000))
+
+    @property
+    def fft_size(self) -> int:
+        return import_pyworld().get_cheaptrick_fft_size(self.fs, self.f0_floor)
+
+    @property
+    def n_ap(self) -> int:
+        return import_pyworld().get_num_aperiodicities(self.fs)
+
+    @property
+    def dim(self) -> int:
+        return self.n_sp + self.n_ap + 2  # + log F0 + voicing
+
+
+def import_pyworld():
+    """pyworld imports pkg_resources, which warns on every import; the warning is not the user's business."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        import pyworld
+    return pyworld
+
+
+def analyze(samples: np.ndarray, config: WorldConfig, frames: int) -> np.ndarray:
+    """(frames, dim) float32 WORLD features of a recording, cut or edge-padded to `frames` frames."""
+    pw = import_pyworld()
+    x = np.asarray(samples, dtype=np.float64)
+    f0, t = pw.dio(x, config.fs, f0_floor=config.f0_floor, f0_ceil=config.f0_ceil, frame_period=config.frame_period)
+    f0 = pw.stonemask(x, f0, t, config.fs)
+    sp = pw.cheaptrick(x, f0, t, config.fs, f0_floor=config.f0_floor)
+    ap = pw.d4c(x, f0, t, config.fs)
+    coded_sp = pw.code_spectral_envelope(sp, config.fs, config.n_sp)  # (N, n_sp) log
+    coded_ap = pw.code_aperiodicity(ap, config.fs)  # (N, n_ap)
+    voiced = f0 > 0
+    if voiced.any():
+        index = np.arange(len(f0))
+        lf0 = np.interp(index, index[voiced], np.log(f0[voiced]))
+    else:
+        lf0 = np.full(len(f0), np.log(120.0))
+    feats = np.concatenate([coded_sp, coded_ap, lf0[:, None], voiced[:, None]], axis=1).astype(np.float32)
+    if len(feats) < frames:
+        feats = np.concatenate([feats, np.repeat(feats[-1:], frames - len(feats), axis=0)])
+    return feats[:frames]
+
+
+def synthesize_world(feats: np.ndarray, config: WorldConfig, num_samples: int) -> np.ndarray:
+    """Waveform (num_samples,) float32 from (N, dim) WORLD features (voicing as a probability)."""
+    pw = import_pyworld()
+    feats = np.asarray(feats, dtype=np.float64)
+    coded_sp = np.ascontiguousarray(feats[:, :config.n_sp])
+    coded_ap = np.ascontiguousarray(np.minimum(feats[:, config.n_sp:config.n_sp + config.n_ap], 0.0))
+    f0 = np.exp(feats[:, -2]) * (feats[:, -1] > 0.5)
+    sp = pw.decode_spectral_envelope(coded_sp, config.fs, config.fft_size)
+    ap = pw.decode_aperiodicity(coded_ap, config.fs, config.fft_size)
+    wav = pw.synthesize(np.ascontiguousarray(f0), sp, ap, config.fs, config.frame_period)
+    wav = np.pad(wav, (0, max(0, num_samples - len(wav))))[:num_samples]
+    return np.clip(wav, -1.0, 1.0).astype(np.float32)
+
+
+def cached_features(utts: Sequence[Any], config: WorldConfig, hop_length: int, cache_dir: str | os.PathLike
+                    ) -> dict[str, np.ndarray]:
+    """WORLD features of each utterance (VocoderUtt), computed once into cache_dir/<utt>.npy (resumable)."""
+    from zipper.data.audio import read_audio
+
+    cache = Path(cache_dir)
+    cache.mkdir(parents=True, exist_ok=True)
+    ratio = hop_length // config.frame_samples
+    out: dict[str, np.ndarray] = {}
+    todo = [u for u in utts if not (cache / f"{u.utt}.npy").exists()]
+    if todo:
+        logger.info("WORLD analysis of %d utterances into %s (%d cached)", len(todo), cache, len(utts) - len(todo))
+    for n, u in enumerate(todo, 1):
+        _, samples = read_audio(u.wav)
+        with atomic_path(cache / f"{u.utt}.npy", suffix=".npy") as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, analyze(samples, config, len(u.units) * ratio))
+        if n % 200 == 0:
+            logger.info("analysed %d / %d utterances", n, len(todo))
+    for u in utts:
+        out[u.utt] = np.load(cache / f"{u.utt}.npy")
+    return out
+
+
+class ConvBlock(nn.Module):
+    def __init__(self, channels: int, kernel_size: int, dropout: float):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.norm = nn.LayerNorm(channels)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, T) -> (B, C, T)
+        y = torch.relu(self.conv(x)).transpose(1, 2)
+        return x + self.dropout(self.norm(y)).transpose(1, 2)
+
+
+class WorldVocoder(nn.Module):
+    """Units (B, T) (+ speakers) -> normalised WORLD features (B, T * ratio, dim); `synthesize` -> waveform.
+
+    Same interface as UnitVocoder for synthesis and durations (log_durations, predict_durations, synthesize).
+    """
+
+    def __init__(self, n_units: int, hop_length: int, fs: int, n_speakers: int = 1, embed_dim: int = 128,
+                 spk_embed_dim: int = 64, world_conf: Optional[dict[str, Any]] = None,
+                 encoder_conf: Optional[dict[str, Any]] = None, duration_conf: Optional[dict[str, Any]] = None):
+        super().__init__()
+        from espnet.nets.pytorch_backend.fastspeech.duration_predictor import DurationPredictor
+
+        from zipper.vocoder.model import DEFAULT_DURATION, DURATION_OFFSET
+
+        self.world = WorldConfig(fs=fs, **dict(DEFAULT_WORLD, **(world_conf or {})))
+        if hop_length % self.world.frame_samples:
+            raise ValueError(f"the WORLD frame period {self.world.frame_period} ms ({self.world.frame_samples} "
+                             f"samples) does not divide the units' frame shift ({hop_length} samples)")
+        self.n_units, self.hop_length, self.n_speakers = n_units, hop_length, n_speakers
+        self.ratio = hop_length // self.world.frame_samples  # WORLD frames per unit
+        enc = dict(DEFAULT_ENCODER, **(encoder_conf or {}))
+        channels = enc["channels"]
+        self.unit_embed = nn.Embedding(n_units, embed_dim)
+        self.spk_embed = nn.Embedding(n_speakers, spk_embed_dim) if n_speakers > 1 else None
+        self.input = nn.Linear(embed_dim + (spk_embed_dim if n_speakers > 1 else 0), channels)
+        self.blocks = nn.ModuleList(ConvBlock(channels, enc["kernel_size"], enc["dropout"])
+                                    for _ in range(enc["layers"]))
+        self.head = nn.Linear(channels, self.ratio * self.world.dim)
+        self.register_buffer("mean", torch.zeros(self.world.dim))
+        self.register_buffer("std", torch.ones(self.world.dim))
+        self.dur_embed = nn.Embedding(n_units + 1, embed_dim, padding_idx=n_units)
+        self.dur_spk_embed = nn.Embedding(n_speakers, embed_dim) if n_speakers > 1 else None
+        self.duration_predictor = DurationPredictor(embed_dim, offset=DURATION_OFFSET,
+                                                    **dict(DEFAULT_DURATION, **(duration_conf or {})))
+
+    def set_statistics(self, feats: Sequence[np.ndarray]) -> None:
+        """Feature mean and std over the training frames (voicing is left as 0/1)."""
+        stacked = np.concatenate(list(feats))
+        mean, std = stacked.mean(0), stacked.std(0) + 1e-5
+        mean[-1], std[-1] = 0.0, 1.0
+        self.mean.copy_(torch.from_numpy(mean))
+        self.std.copy_(torch.from_numpy(std))
+
+    def forward(self, units: torch.Tensor, speakers: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = self.unit_embed(units)  # (B, T, E)
+        if self.spk_embed is not None:
+            g = self.spk_embed(speakers).unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, T, G)
+            x = torch.cat([x, g], dim=-1)
+        h = self.input(x).transpose(1, 2)  # (B, C, T)
+        for block in self.blocks:
+            h = block(h)
+        out = self.head(h.transpose(1, 2))  # (B, T, ratio * dim)
+        return out.reshape(units.shape[0], units.shape[1] * self.ratio, self.world.dim)  # (B, T * ratio, dim)
+
+    def feature_loss(self, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
+        """L1 on the normalised envelope, aperiodicity and log F0; cross-entropy on voicing."""
+        normed = (target - self.mean) / self.std
+        n_sp, n_ap = self.world.n_sp, self.world.n_ap
+        sp = torch.mean(torch.abs(predicted[..., :n_sp] - normed[..., :n_sp]))
+        ap = torch.mean(torch.abs(predicted[..., n_sp:n_sp + n_ap] - normed[..., n_sp:n_sp + n_ap]))
+        lf0 = torch.mean(torch.abs(predicted[..., -2] - normed[..., -2]))
+        vuv = nn.functional.binary_cross_entropy_with_logits(predicted[..., -1], target[..., -1])
+        return {"sp": sp, "ap": ap, "lf0": lf0, "vuv": vuv}
+
+    def log_durations(self, values: torch.Tensor, speakers: Optional[torch.Tensor] = None) -> torch.Tensor:
+        x = self.dur_embed(values)  # (B, N, D)
+        if self.dur_spk_embed is not None:
+            x = x + self.dur_spk_embed(speakers).unsqueeze(1)
+        return self.duration_predictor(x, values == self.n_units)  # (B, N)
+
+    @torch.no_grad()
+    def predict_durations(self, values: torch.Tensor, speaker: Optional[int] = None) -> torch.Tensor:
+        from zipper.vocoder.model import DURATION_OFFSET
+
+        speakers = None if speaker is None else torch.tensor([speaker], device=values.device)
+        log_d = self.log_durations(values.unsqueeze(0), speakers)[0]
+        return torch.clamp(torch.round(torch.exp(log_d) - DURATION_OFFSET), min=1).long()
+
+    def features(self, predicted: torch.Tensor) -> torch.Tensor:
+        """Normalised predictions -> WORLD features (voicing as a probability)."""
+        feats = predicted * self.std + self.mean
+        return torch.cat([feats[..., :-1], torch.sigmoid(predicted[..., -1:])], dim=-1)
+
+    @torch.no_grad()
+    def synthesize(self, units: torch.Tensor, speaker: Optional[int] = None) -> torch.Tensor:
+        """Waveform (T * hop,) of frame-rate units (T,)."""
+        speakers = None if speaker is None else torch.tensor([speaker], device=units.device)
+        feats = self.features(self.forward(units.unsqueeze(0), speakers))[0].cpu().numpy()
+        return torch.from_numpy(synthesize_world(feats, self.world, len(units) * self.hop_length))
+
+
+class FeatureSegmentSampler:
+    """Random batches of segments: units (B, F) and their WORLD features (B, F * ratio, dim), drawn from
+    (seed, step) like SegmentSampler."""
+
+    def __init__(self, utts: Sequence[Any], feats: dict[str, np.ndarray], speaker_ids: dict[str, int],
+                 segment_frames: int, batch_size: int, ratio: int, seed: int):
+        self.utts = [u for u in utts if len(u.units) >= segment_frames]
+        if not self.utts:
+            raise ValueError(f"no training utterance has {segment_frames} frames (--segment_frames)")
+        self.feats, self.speaker_ids = feats, speaker_ids
+        self.segment_frames, self.batch_size, self.ratio, self.seed = segment_frames, batch_size, ratio, seed
+        lengths = np.array([len(u.units) for u in self.utts], dtype=np.float64)
+        self.weights = lengths / lengths.sum()
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng([self.seed, step])
+        picks = rng.choice(len(self.utts), size=self.batch_size, p=self.weights)
+        units, feats, speakers = [], [], []
+        for i in picks:
+            u = self.utts[i]
+            start = int(rng.integers(0, len(u.units) - self.segment_frames + 1))
+            units.append(u.units[start:start + self.segment_frames])
+            feats.append(self.feats[u.utt][start * self.ratio:(start + self.segment_frames) * self.ratio])
+            speakers.append(self.speaker_ids.get(u.speaker, 0))
+        return {"units": torch.from_numpy(np.stack(units).astype(np.int64)),  # (B, F)
+                "feats": torch.from_numpy(np.stack(feats)),  # (B, F * ratio, dim)
+                "speakers": torch.tensor(speakers, dtype=torch.long)}
+
+
+def whole_utterance_features(u: Any, feats: np.ndarray, speaker_ids: dict[str, int], default_speaker: int
+                             ) -> dict[str, torch.Tensor]:
+    return {"units": torch.from_numpy(u.units.astype(np.int64))[None],  # (1, T)
+            "feats": torch.from_numpy(feats)[None],  # (1, T * ratio, dim)
+            "speakers": torch.tensor([speaker_ids.get(u.speaker, default_speaker)])}
