@@ -66,6 +66,6 @@ def test_judge_learns_a_unit_to_character_code():
             loss.backward()
             optimizer.step()
             first = float(loss.detach()) if first is None else first
-    assert float(loss.detach()) < first / 10
+    assert float(loss.detach()) < first / 10  # nats per character
     hyps = transcribe_all(model, vocab, {f"u{i}": u for i, u in enumerate(units)})
     assert hyps == {f"u{i}": t for i, t in enumerate(texts)}

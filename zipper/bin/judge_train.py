@@ -10,7 +10,6 @@ One judge is trained per unit inventory and reused by every TTS evaluation of th
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -21,11 +20,10 @@ from zipper.data.kaldi_dir import read_kv
 from zipper.scoring.unit_judge import (CharVocabulary, JudgeBatches, JudgeConfig, UnitCTCJudge, inventory_of,
                                        load_units, normalised_targets, transcribe_all)
 from zipper.scoring.wer import Normalizer, align, character_error_rate
-from zipper.train.experiment import start_experiment
-from zipper.train.trainer import Trainer, add_trainer_arguments, parameter_report, setup_distributed
+from zipper.train.experiment import begin_run
+from zipper.train.trainer import Trainer, add_trainer_arguments, parameter_report
 from zipper.utils.atomic import atomic_write_json, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, run_main, str2bool, yaml_value
-from zipper.utils.log import log_run_header
 from zipper.utils.provenance import ProvenanceError
 
 logger = logging.getLogger(__name__)
@@ -62,12 +60,8 @@ def read_pairs(units_dir: str, data_dir: str, vocab: CharVocabulary, normalizer:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_and_setup(get_parser(), argv)
-    setup_distributed(args)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    torch.manual_seed(args.seed)
+    rank, world = begin_run(args, "zipper.bin.judge_train")
     output_dir = Path(args.output_dir)
-    config = start_experiment(args, "zipper.bin.judge_train", rank)
-    log_run_header("zipper.bin.judge_train", config)
 
     normalizer = Normalizer(**(args.normalizer or {}))
     train_texts = read_kv(Path(args.train_text) / "text")

@@ -199,7 +199,7 @@ def section_asr(fusion: list[dict]) -> str:
 
 
 def judge_label(decode_dir: Path, judge: str) -> str:
-    return {"unit": "unit CTC judge", "whisper": "Whisper"}.get(judge, judge)
+    return {"unit": "unit CTC judge"}.get(judge, judge)
 
 
 def section_tts(fusion: list[dict], exp_root: Path) -> str:
@@ -215,14 +215,25 @@ def section_tts(fusion: list[dict], exp_root: Path) -> str:
         s = read_json(score)
         oracle_rows.append((f"Oracle (gold units, `{score.parents[2].name}`)", "-", s["set"], "unit CTC judge",
                             s["wer"], "-", "-"))
-    for score in sorted(exp_root.glob("vocoder_*/gold_*/score_whisper_*/score.json")):
-        s = read_json(score)
-        oracle_rows.append((f"Oracle ({s.get('what', 'gold units, vocoded')}, `{score.parents[2].name}`)", "-",
-                            s["set"], "Whisper", s["wer"], "-", "-"))
+    # stage 11: Whisper on the original recordings, on vocoded gold units (the oracle) and on vocoded decodings
+    for judged in sorted(exp_root.glob("judge_whisper_*/recordings_*/judge.json")):
+        s = read_json(judged)
+        oracle_rows.append(("Original recordings", "-", judged.parent.name[len("recordings_"):],
+                            f"Whisper {s['model']}", s["wer"], "-", "-"))
+    for judged in sorted(exp_root.glob("vocoder_*/resynth_*/judge_whisper_*/judge.json")):
+        s = read_json(judged)
+        oracle_rows.append((f"Oracle (gold units vocoded by `{judged.parents[2].name}`)", "-",
+                            judged.parents[1].name[len("resynth_"):], f"Whisper {s['model']}", s["wer"], "-", "-"))
+    for f in fusion:
+        for judged in sorted(f["exp"].glob("decode_tts_*/*/judge_whisper_*/judge.json")):
+            s = read_json(judged)
+            rows.append((f"`{f['exp'].name}` (vocoded)", f["frozen"], judged.parents[1].name, f"Whisper {s['model']}",
+                         s["wer"], "-", "-"))
     if not rows and not oracle_rows:
         return ""
     return ("## TTS (judge WER %, stage 12)\n\"WER gold\": the judge's transcript of the generated units against the "
-            "input text; \"WER target\": against the judge's transcript of the gold units (as in the paper).\n\n"
+            "input text; \"WER target\": against the judge's transcript of the gold units (as in the paper).  Whisper "
+            "(stage 11) judges vocoded audio: its oracle is the vocoded gold units, beside the original recordings.\n\n"
             + table(("model", "frozen", "set", "judge", "WER gold", "WER target", "best of N (gold)"),
                     oracle_rows + rows))
 

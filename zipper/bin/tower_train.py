@@ -11,7 +11,6 @@ With `--tower hf --max_epoch 0` an HF LM is imported as the text tower without t
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -20,11 +19,10 @@ import torch
 from zipper.models.lm import TowerLM
 from zipper.tasks.tower_task import (SequenceBatches, add_tower_arguments, build_tokenizer, build_tower,
                                      load_sequences, score_sequences, unigram_perplexity, vocab_size)
-from zipper.train.trainer import Trainer, add_trainer_arguments, parameter_report, setup_distributed
-from zipper.train.experiment import start_experiment
+from zipper.train.trainer import Trainer, add_trainer_arguments, parameter_report
+from zipper.train.experiment import begin_run
 from zipper.utils.atomic import atomic_write_json, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, run_main
-from zipper.utils.log import log_run_header
 from zipper.utils.provenance import ProvenanceError
 
 logger = logging.getLogger(__name__)
@@ -38,12 +36,8 @@ def get_parser():
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_and_setup(get_parser(), argv)
-    setup_distributed(args)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    torch.manual_seed(args.seed)
+    rank, world = begin_run(args, "zipper.bin.tower_train")
     output_dir = Path(args.output_dir)
-    config = start_experiment(args, "zipper.bin.tower_train", rank)
-    log_run_header("zipper.bin.tower_train", config)
 
     tokenizer = build_tokenizer(args)
     vocab = vocab_size(args, tokenizer)

@@ -10,7 +10,6 @@ gates.json.  Resuming and refusing a changed experiment work as in tower_train.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 from typing import Sequence
 
@@ -18,12 +17,10 @@ import torch
 
 from zipper.tasks.fusion_task import PairedBatches, add_fusion_arguments, build_model, load_paired
 from zipper.tokens.token_list import TokenList
-from zipper.train.experiment import start_experiment
-from zipper.train.trainer import (Trainer, add_trainer_arguments, load_model_state, parameter_report,
-                                  setup_distributed)
+from zipper.train.experiment import begin_run
+from zipper.train.trainer import Trainer, add_trainer_arguments, load_model_state, parameter_report
 from zipper.utils.atomic import atomic_write_json, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, run_main
-from zipper.utils.log import log_run_header
 from zipper.utils.provenance import ProvenanceError
 
 logger = logging.getLogger(__name__)
@@ -49,12 +46,8 @@ def log_gates(model, output_dir: Path | None = None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = parse_and_setup(get_parser(), argv)
-    setup_distributed(args)
-    rank, world = int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
-    torch.manual_seed(args.seed)
+    rank, world = begin_run(args, "zipper.bin.zipper_train")
     output_dir = Path(args.output_dir)
-    config = start_experiment(args, "zipper.bin.zipper_train", rank)
-    log_run_header("zipper.bin.zipper_train", config)
 
     model, tokenizer = build_model(args)
     speech_tokens = TokenList(args.speech_token_list)

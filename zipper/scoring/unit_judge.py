@@ -103,10 +103,13 @@ class UnitCTCJudge(nn.Module):
 
     def forward(self, units: torch.Tensor, unit_lengths: torch.Tensor, chars: torch.Tensor,
                 char_lengths: torch.Tensor, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """CTC loss per utterance (the trainer's `(loss, stats, weight)` contract; weight = input units)."""
+        """CTC loss per target character, so that exp(loss) is a per-character perplexity (the trainer's
+        `(loss, stats, weight)` contract; weight = characters)."""
         hidden, hidden_lengths = self.encode(units, unit_lengths)
-        loss = self.ctc(hidden, hidden_lengths, chars, char_lengths)  # summed over the batch / B
-        return loss, {"loss": loss.detach()}, unit_lengths.sum().detach()
+        total = self.ctc(hidden, hidden_lengths, chars, char_lengths) * units.shape[0]  # espnet divides by B
+        count = char_lengths.sum()
+        loss = total / count.clamp(min=1)
+        return loss, {"loss": loss.detach()}, count.detach()
 
     @torch.no_grad()
     def transcribe(self, units: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:

@@ -13,7 +13,7 @@
 #   8  text-tower pre-training (or HF LM import)     exp/tower_text_<tag>/
 #   9  Zipper fusion + vocabulary-expansion baseline exp/zipper_<tag>/, exp/vocabexp_<tag>/
 #  10  decoding (ASR text, TTS units)                exp/<model>/decode_<task>_<tag>/<set>/
-#  11  vocoder, units -> waveform                    exp/vocoder_<tag>/            (reserved, not yet here)
+#  11  vocoder, units -> waveform, Whisper judge     exp/vocoder_<tag>/, <decode dir>/wav.scp
 #  12  scoring, TTS judge, RESULTS.md, plots         <decode dir>/score_*/, exp/judge_<tag>/, RESULTS.md
 set -euo pipefail
 
@@ -30,6 +30,7 @@ help_message="Usage: $0 [options]   (normally called by a recipe's run.sh, which
 # <options>
 stage=1                   # first stage to run
 stop_stage=12             # last stage to run
+skip_stages=""            # stages not to run even when in --stage..--stop_stage, e.g. "11"
 nj=4                      # parallel jobs for the CPU stages
 ngpu=0                    # GPUs to use (0: CPU)
 force=false               # redo steps even if their .done marker says they are finished
@@ -72,6 +73,14 @@ decode_tasks="asr tts"    # stage 10: what to decode
 decode_sets=""            # stage 10: sets to decode (default: dev_set and test_sets)
 decode_nj=2               # stage 10: parallel decoding jobs per set
 decode_opts=""            # stage 10: extra zipper_inference options
+vocoder_config=conf/vocoder_s.yaml  # stage 11: vocoder preset (s: WORLD parameters on CPU; hifigan: unit HiFi-GAN, --ngpu 1)
+vocoder_train_set=""      # stage 11: audio + units it learns from (default: speech_train_set)
+vocoder_speaker=""        # stage 11: target voice (default: the speaker with most audio)
+vocoder_tag=""            # stage 11: exp/vocoder_<tag> (default: preset name + training set)
+vocoder_train_opts=""     # stage 11: extra vocoder_train options
+synth_nj=2                # stage 11: parallel synthesis / Whisper jobs per set
+whisper_model=base        # stage 11: Whisper judge (packaged base / tiny.en, or a CTranslate2 model dir)
+whisper_opts=""           # stage 11: extra whisper_transcribe options (--beam_size, --compute_type)
 judge_config=conf/judge_s.yaml  # stage 12: unit-level TTS judge preset (CTC over units; keys = judge_train options)
 judge_train_set=""        # stage 12: set the judge learns from (default: the largest of paired_train_sets)
 judge_tag=""              # stage 12: exp/judge_<tag> (default: preset name + k-means tag)
@@ -114,16 +123,22 @@ resolve_conf() {
 }
 preset_name() { basename "$1" .yaml | sed 's/^tower_//'; }
 
+run_stage() {  # run_stage <n>: n is within --stage..--stop_stage and not in --skip_stages
+    [ "${stage}" -le "$1" ] && [ "${stop_stage}" -ge "$1" ] && [[ " ${skip_stages} " != *" $1 "* ]]
+}
+
 done_or_forced() {  # done_or_forced <dir>: true when <dir> is finished and --force is not given
     [ "${force}" != true ] && [ -f "$1/.done" ]
 }
 
-# Run a sharded python step as nj jobs then merge: sharded <log_dir> <n_utts> <module> <args...>
+# A sharded python step: <max_jobs> jobs through <cmd> (JOB=1:N, one log each), then one merge run whose output
+# goes to <log_dir>/<verb>.merge.log (its tail is shown on failure):
+#   sharded <cmd> <max_jobs> <log_dir> <n_utts> <module> <args...>
 sharded() {
-    local logdir=$1 nutts=$2 module=$3; shift 3
-    local _nj; _nj=$(min "${nj}" "${nutts}")
+    local cmd=$1 max_jobs=$2 logdir=$3 nutts=$4 module=$5; shift 5
+    local _nj; _nj=$(min "${max_jobs}" "${nutts}")
     mkdir -p "${logdir}"
-    ${train_cmd} JOB=1:"${_nj}" "${logdir}/${module##*.}.JOB.log" \
+    ${cmd} JOB=1:"${_nj}" "${logdir}/${module##*.}.JOB.log" \
         python -m "${module}" "$@" --nj "${_nj}" --job JOB
     python -m "${module}" "$@" --nj "${_nj}" --merge true > "${logdir}/${module##*.}.merge.log" 2>&1 || {
         log "Error: merging failed; see ${logdir}/${module##*.}.merge.log:"; tail -n 20 "${logdir}/${module##*.}.merge.log"; exit 1; }
@@ -135,6 +150,8 @@ num_utts() { wc -l < "$1"; }
 [ -n "${decode_sets}" ] || decode_sets="${dev_set} ${test_sets}"
 eval "fusion_train_opts_array=(${fusion_train_opts})"
 eval "decode_opts_array=(${decode_opts})"
+eval "vocoder_train_opts_array=(${vocoder_train_opts})"
+eval "whisper_opts_array=(${whisper_opts})"
 if [ -n "${text_tower_hf_model}" ]; then
     [ -n "${text_tower_tag}" ] || text_tower_tag=hf_$(basename "${text_tower_hf_model}")
 else
@@ -155,32 +172,32 @@ speech_exp_of() {  # the speech tower experiment for k-means tag $1
     echo "${expdir}/tower_speech_${tag}"
 }
 
-if [ ${stage} -le 1 ] && [ ${stop_stage} -ge 1 ]; then
+if run_stage 1; then
     log "Stage 1: data preparation: local/data.sh ${local_data_opts} -> data/"
     # shellcheck disable=SC2086
     local/data.sh ${local_data_opts}
 fi
 
-if [ ${stage} -le 2 ] && [ ${stop_stage} -ge 2 ]; then
+if run_stage 2; then
     log "Stage 2: format audio at ${fs} Hz, keep ${min_duration}-${max_duration} s: data/<set> -> ${dumpdir}/audio/<set>"
     for set in ${audio_sets}; do
         out=${dumpdir}/audio/${set}
         if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
         [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
-        sharded "${out}/log" "$(num_utts "data/${set}/wav.scp")" zipper.bin.format_audio \
+        sharded "${train_cmd}" "${nj}" "${out}/log" "$(num_utts "data/${set}/wav.scp")" zipper.bin.format_audio \
             --in_dir "data/${set}" --out_dir "${out}" --fs "${fs}" --resample "${resample}" \
             --min_duration "${min_duration}" --max_duration "${max_duration}"
         log "  ${out}: $(num_utts "${out}/wav.scp") utterances"
     done
 fi
 
-if [ ${stage} -le 3 ] && [ ${stop_stage} -ge 3 ]; then
+if run_stage 3; then
     log "Stage 3: features (${feats_config}): ${dumpdir}/audio/<set> -> ${dumpdir}/feats/${feat_tag}/<set>"
     for set in ${audio_sets}; do
         out=${dumpdir}/feats/${feat_tag}/${set}
         if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
         [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
-        sharded "${out}/log" "$(num_utts "${dumpdir}/audio/${set}/wav.scp")" zipper.bin.extract_feats \
+        sharded "${train_cmd}" "${nj}" "${out}/log" "$(num_utts "${dumpdir}/audio/${set}/wav.scp")" zipper.bin.extract_feats \
             --config "${feats_config}" --data_dir "${dumpdir}/audio/${set}" --out_dir "${out}" --device "${device}" \
             ${feats_opts:+"${feats_opts_array[@]}"}
         log "  ${out}/feats.scp: $(num_utts "${out}/feats.scp") utterances"
@@ -192,7 +209,7 @@ kmeans_opts=(--feats_dir "${dumpdir}/feats/${feat_tag}/${speech_train_set}" --fe
              --max_frames "${kmeans_max_frames}" --seed "${kmeans_seed}" --algorithm "${kmeans_algorithm}")
 km_tag() { python -m zipper.bin.train_kmeans "${kmeans_opts[@]}" --print_tag true; }
 
-if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
+if run_stage 4; then
     km_dir=${expdir}/kmeans/$(km_tag)
     log "Stage 4: k-means K=${n_clusters} on ${kmeans_portion} of ${speech_train_set}: -> ${km_dir}"
     if done_or_forced "${km_dir}"; then
@@ -205,14 +222,14 @@ if [ ${stage} -le 4 ] && [ ${stop_stage} -ge 4 ]; then
     fi
 fi
 
-if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
+if run_stage 5; then
     km=$(km_tag)
     log "Stage 5: units (${km}): ${dumpdir}/feats/${feat_tag}/<set> -> ${dumpdir}/units/${km}/<set>"
     for set in ${audio_sets}; do
         out=${dumpdir}/units/${km}/${set}
         if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
         [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
-        sharded "${out}/log" "$(num_utts "${dumpdir}/feats/${feat_tag}/${set}/feats.scp")" zipper.bin.dump_units \
+        sharded "${train_cmd}" "${nj}" "${out}/log" "$(num_utts "${dumpdir}/feats/${feat_tag}/${set}/feats.scp")" zipper.bin.dump_units \
             --feats_dir "${dumpdir}/feats/${feat_tag}/${set}" --kmeans_dir "${expdir}/kmeans/${km}" --out_dir "${out}"
     done
     for set in "${paired_sets[@]:1}"; do
@@ -223,7 +240,7 @@ if [ ${stage} -le 5 ] && [ ${stop_stage} -ge 5 ]; then
     done
 fi
 
-if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
+if run_stage 6; then
     km=$(km_tag)
     log "Stage 6: token lists: data/${text_train_set}/text -> ${text_token_dir}; ${km} -> data/token_list/speech_${km}"
     python -m zipper.bin.train_text_tokenizer --text "data/${text_train_set}/text" --out_dir "${text_token_dir}" \
@@ -234,7 +251,7 @@ if [ ${stage} -le 6 ] && [ ${stop_stage} -ge 6 ]; then
         --out_dir "data/token_list/speech_${km}" --units_dirs "${unit_dirs[@]}" --force "${force}"
 fi
 
-if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
+if run_stage 7; then
     km=$(km_tag)
     speech_exp=$(speech_exp_of "${km}")
     log "Stage 7: speech tower: ${dumpdir}/units/${km}/${speech_train_set} -> ${speech_exp}"
@@ -252,7 +269,7 @@ if [ ${stage} -le 7 ] && [ ${stop_stage} -ge 7 ]; then
     log "  $(grep -h "dev perplexity" "${speech_exp}/train.log" | tail -n 1)"
 fi
 
-if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
+if run_stage 8; then
     if [ -n "${text_tower_hf_model}" ]; then
         text_opts=(--tower hf --hf_model "${text_tower_hf_model}" --max_epoch 0)
     else
@@ -272,7 +289,7 @@ if [ ${stage} -le 8 ] && [ ${stop_stage} -ge 8 ]; then
     log "  $(grep -h "dev perplexity" "${text_exp}/train.log" | tail -n 1)"
 fi
 
-if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
+if run_stage 9; then
     km=$(km_tag)
     speech_exp=$(speech_exp_of "${km}")
     log "Stage 9: fusion on ${aligned_set}: ${speech_exp} + ${text_exp} -> ${zipper_exp}${baseline_exp:+, ${text_exp} -> ${baseline_exp}}"
@@ -292,7 +309,7 @@ if [ ${stage} -le 9 ] && [ ${stop_stage} -ge 9 ]; then
     done
 fi
 
-if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
+if run_stage 10; then
     km=$(km_tag)
     decode_tag=$(basename "${decode_config}" .yaml)
     log "Stage 10: decoding (${decode_tasks}) of ${decode_sets}: ${zipper_exp}${baseline_exp:+ ${baseline_exp}} -> <exp>/decode_<task>_${decode_tag}/<set>"
@@ -302,26 +319,66 @@ if [ ${stage} -le 10 ] && [ ${stop_stage} -ge 10 ]; then
                 out=${model_exp}/decode_${task}_${decode_tag}/${set}
                 if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
                 [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
-                _nj=$(min "${decode_nj}" "$(num_utts "data/${set}/text")")
-                mkdir -p "${out}/log"
-                opts=(--exp_dir "${model_exp}" --task "${task}" --units_dir "${dumpdir}/units/${km}/${set}"
-                      --data_dir "data/${set}" --output_dir "${out}" --decode_config "$(resolve_conf "${decode_config}")"
-                      --device "${device}")
-                ${decode_cmd} JOB=1:"${_nj}" "${out}/log/decode.JOB.log" python -m zipper.bin.zipper_inference \
-                    "${opts[@]}" --nj "${_nj}" --job JOB ${decode_opts:+"${decode_opts_array[@]}"}
-                python -m zipper.bin.zipper_inference "${opts[@]}" --nj "${_nj}" --merge true \
-                    > "${out}/log/merge.log" 2>&1 || { log "Error: see ${out}/log/merge.log"; tail -n 20 "${out}/log/merge.log"; exit 1; }
-                log "  $(tail -n 1 "${out}/log/merge.log" | sed 's/^.*INFO: //')"
+                sharded "${decode_cmd}" "${decode_nj}" "${out}/log" "$(num_utts "data/${set}/text")" \
+                    zipper.bin.zipper_inference --exp_dir "${model_exp}" --task "${task}" \
+                    --units_dir "${dumpdir}/units/${km}/${set}" --data_dir "data/${set}" --output_dir "${out}" \
+                    --decode_config "$(resolve_conf "${decode_config}")" --device "${device}" \
+                    ${decode_opts:+"${decode_opts_array[@]}"}
+                log "  $(tail -n 1 "${out}/log/zipper_inference.merge.log" | sed 's/^.*INFO: //')"
             done
         done
     done
 fi
 
-if [ ${stage} -le 11 ] && [ ${stop_stage} -ge 11 ]; then
-    log "Stage 11: vocoder: not in this version yet (TTS is judged on units by stage 12's unit judge)"
+if run_stage 11; then
+    km=$(km_tag)
+    decode_tag=$(basename "${decode_config}" .yaml)
+    [ -n "${vocoder_train_set}" ] || vocoder_train_set=${speech_train_set}
+    [ -n "${vocoder_tag}" ] || vocoder_tag=$(basename "${vocoder_config}" .yaml | sed 's/^vocoder_//')_${vocoder_train_set}
+    vocoder_exp=${expdir}/vocoder_${vocoder_tag}
+    wj=judge_whisper_$(basename "${whisper_model}")
+    log "Stage 11: vocoder ${dumpdir}/{audio,units/${km}}/${vocoder_train_set} -> ${vocoder_exp}; units -> wav/; Whisper judge (${whisper_model})"
+    if done_or_forced "${vocoder_exp}"; then
+        log "  ${vocoder_exp} is done"
+    else
+        resume=true; [ "${force}" = true ] && resume=false
+        mkdir -p "${vocoder_exp}"
+        ${cuda_cmd} --gpu "${ngpu}" "${vocoder_exp}/train.log" python -m zipper.bin.vocoder_train \
+            --config "$(resolve_conf "${vocoder_config}")" \
+            --train_units "${dumpdir}/units/${km}/${vocoder_train_set}" --train_audio "${dumpdir}/audio/${vocoder_train_set}" \
+            --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_audio "${dumpdir}/audio/${dev_set}" \
+            --target_speaker "${vocoder_speaker}" --output_dir "${vocoder_exp}" --ngpu "${ngpu}" --resume "${resume}" \
+            ${vocoder_train_opts:+"${vocoder_train_opts_array[@]}"}
+        log "  $(grep -h "^${vocoder_exp}: " "${vocoder_exp}/train.log" | tail -n 1)"
+    fi
+    synth() {  # synth <units_dir> <out_dir>: units.scp -> <out_dir>/wav/*.wav + wav.scp
+        if [ "${force}" != true ] && [ -f "$2/.done.synthesis" ]; then return 0; fi
+        sharded "${decode_cmd}" "${synth_nj}" "$2/log" "$(num_utts "$1/units.scp")" zipper.bin.vocoder_synthesize \
+            --vocoder_dir "${vocoder_exp}" --units_dir "$1" --output_dir "$2" --dedup auto --device "${device}"
+    }
+    judge() {  # judge <wav.scp> <out_dir> <set>: Whisper transcripts + score_wer/ against data/<set>/text
+        if done_or_forced "$2"; then return 0; fi
+        sharded "${decode_cmd}" "${synth_nj}" "$2/log" "$(num_utts "$1")" zipper.bin.whisper_transcribe \
+            --wav_scp "$1" --output_dir "$2" --model "${whisper_model}" --ref_text "data/$3/text" --score_name "$3" \
+            ${whisper_opts:+"${whisper_opts_array[@]}"}
+        log "  $(tail -n 1 "$2/log/whisper_transcribe.merge.log")"
+    }
+    for set in ${decode_sets}; do
+        synth "${dumpdir}/units/${km}/${set}" "${vocoder_exp}/resynth_${set}"                       # vocoded gold units
+        judge "${vocoder_exp}/resynth_${set}/wav.scp" "${vocoder_exp}/resynth_${set}/${wj}" "${set}"  # the oracle row
+        judge "${dumpdir}/audio/${set}/wav.scp" "${expdir}/${wj}/recordings_${set}" "${set}"          # original audio
+    done
+    for model_exp in ${zipper_exp} ${baseline_exp}; do
+        for set in ${decode_sets}; do
+            d=${model_exp}/decode_tts_${decode_tag}/${set}
+            [ -f "${d}/units.scp" ] || continue
+            synth "${d}" "${d}"
+            judge "${d}/wav.scp" "${d}/${wj}" "${set}"
+        done
+    done
 fi
 
-if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
+if run_stage 12; then
     km=$(km_tag)
     decode_tag=$(basename "${decode_config}" .yaml)
     [ -n "${judge_train_set}" ] || judge_train_set=${paired_main_set}
@@ -349,7 +406,7 @@ if [ ${stage} -le 12 ] && [ ${stop_stage} -ge 12 ]; then
                 [ -f "${dir}/.done" ] || { log "Error: ${dir} is not decoded: run stage 10 first"; exit 1; }
                 score_dir=${dir}/score_wer; [ "${task}" = tts ] && score_dir=${dir}/score_unit_gold
                 if done_or_forced "${score_dir}"; then log "  ${score_dir} is done"; continue; fi
-                [ "${force}" = true ] && rm -rf "${dir}"/score_* "${dir}"/judge_*
+                [ "${force}" = true ] && rm -rf "${dir}"/score_unit_* "${dir}"/score_wer "${dir}"/judge_unit
                 python -m zipper.bin.score --decode_dir "${dir}" --judge_exp "${judge_exp}" --device "${device}" \
                     > "${dir}/log/score.log" 2>&1 || { log "Error: see ${dir}/log/score.log"; tail -n 20 "${dir}/log/score.log"; exit 1; }
                 log "  $(tail -n 1 "${dir}/log/score.log")"
