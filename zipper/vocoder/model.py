@@ -45,7 +45,26 @@ def quiet_weight_norm() -> Iterator[None]:
         yield
 
 
-class UnitVocoder(nn.Module):
+class DurationPrediction:
+    """Durations of deduplicated units, shared by both vocoders: a module with `dur_embed`, `dur_spk_embed`
+    (or None), `duration_predictor` and `n_units` (the padding id) gets these two methods."""
+
+    def log_durations(self, values: torch.Tensor, speakers: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Predicted log(duration + 1) of deduplicated units `values` (B, N), padded with `n_units`."""
+        x = self.dur_embed(values)  # (B, N, D)
+        if self.dur_spk_embed is not None:
+            x = x + self.dur_spk_embed(speakers).unsqueeze(1)
+        return self.duration_predictor(x, values == self.n_units)  # (B, N)
+
+    @torch.no_grad()
+    def predict_durations(self, values: torch.Tensor, speaker: Optional[int] = None) -> torch.Tensor:
+        """Frames per unit (N,) for deduplicated units (N,); at least one each (every unit is spoken)."""
+        speakers = None if speaker is None else torch.tensor([speaker], device=values.device)
+        log_d = self.log_durations(values.unsqueeze(0), speakers)[0]  # (N,)
+        return torch.clamp(torch.round(torch.exp(log_d) - DURATION_OFFSET), min=1).long()
+
+
+class UnitVocoder(DurationPrediction, nn.Module):
     """Units (B, T) at the frame rate (+ speaker ids) -> waveform (B, 1, T * hop_length).
 
     `n_units`: K of the k-means inventory (units are 0-based); `n_speakers` > 1 adds speaker embeddings.
@@ -82,19 +101,6 @@ class UnitVocoder(nn.Module):
         g = self.spk_embed(speakers).unsqueeze(-1) if self.spk_embed is not None else None  # (B, G, 1)
         return self.generator(x, g=g)  # (B, 1, T * hop)
 
-    def log_durations(self, values: torch.Tensor, speakers: Optional[torch.Tensor] = None) -> torch.Tensor:
-        """Predicted log(duration + 1) of deduplicated units `values` (B, N), padded with `n_units`."""
-        x = self.dur_embed(values)  # (B, N, D)
-        if self.dur_spk_embed is not None:
-            x = x + self.dur_spk_embed(speakers).unsqueeze(1)
-        return self.duration_predictor(x, values == self.n_units)  # (B, N)
-
-    @torch.no_grad()
-    def predict_durations(self, values: torch.Tensor, speaker: Optional[int] = None) -> torch.Tensor:
-        """Frames per unit (N,) for deduplicated units (N,); at least one each (every unit is spoken)."""
-        speakers = None if speaker is None else torch.tensor([speaker], device=values.device)
-        log_d = self.log_durations(values.unsqueeze(0), speakers)[0]  # (N,)
-        return torch.clamp(torch.round(torch.exp(log_d) - DURATION_OFFSET), min=1).long()
 
     @torch.no_grad()
     def synthesize(self, units: torch.Tensor, speaker: Optional[int] = None) -> torch.Tensor:

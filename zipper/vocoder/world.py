@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from zipper.utils.atomic import atomic_path
+from zipper.vocoder.model import DurationPrediction
 
 logger = logging.getLogger(__name__)
 DEFAULT_WORLD = {"frame_period": 10.0, "n_sp": 40, "f0_floor": 60.0, "f0_ceil": 500.0}
@@ -137,7 +138,7 @@ class ConvBlock(nn.Module):
         return x + self.dropout(self.norm(y)).transpose(1, 2)
 
 
-class WorldVocoder(nn.Module):
+class WorldVocoder(DurationPrediction, nn.Module):
     """Units (B, T) (+ speakers) -> normalised WORLD features (B, T * ratio, dim); `synthesize` -> waveform.
 
     Same interface as UnitVocoder for synthesis and durations (log_durations, predict_durations, synthesize).
@@ -201,19 +202,6 @@ class WorldVocoder(nn.Module):
         vuv = nn.functional.binary_cross_entropy_with_logits(predicted[..., -1], target[..., -1])
         return {"sp": sp, "ap": ap, "lf0": lf0, "vuv": vuv}
 
-    def log_durations(self, values: torch.Tensor, speakers: Optional[torch.Tensor] = None) -> torch.Tensor:
-        x = self.dur_embed(values)  # (B, N, D)
-        if self.dur_spk_embed is not None:
-            x = x + self.dur_spk_embed(speakers).unsqueeze(1)
-        return self.duration_predictor(x, values == self.n_units)  # (B, N)
-
-    @torch.no_grad()
-    def predict_durations(self, values: torch.Tensor, speaker: Optional[int] = None) -> torch.Tensor:
-        from zipper.vocoder.model import DURATION_OFFSET
-
-        speakers = None if speaker is None else torch.tensor([speaker], device=values.device)
-        log_d = self.log_durations(values.unsqueeze(0), speakers)[0]
-        return torch.clamp(torch.round(torch.exp(log_d) - DURATION_OFFSET), min=1).long()
 
     def features(self, predicted: torch.Tensor) -> torch.Tensor:
         """Normalised predictions -> WORLD features (voicing as a probability)."""
