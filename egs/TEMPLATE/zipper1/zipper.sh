@@ -146,6 +146,17 @@ sharded() {
 
 num_utts() { wc -l < "$1"; }
 
+# A training CLI into <exp_dir> (its log: <exp_dir>/train.log), unless that experiment is done; resumes an
+# interrupted one, starts over with --force:   train_once <exp_dir> <module> <args...>
+train_once() {
+    local exp=$1 module=$2; shift 2
+    if done_or_forced "${exp}"; then log "  ${exp} is done"; return 0; fi
+    local resume=true; [ "${force}" = true ] && resume=false
+    mkdir -p "${exp}"
+    ${cuda_cmd} --gpu "${ngpu}" "${exp}/train.log" python -m "${module}" "$@" \
+        --output_dir "${exp}" --ngpu "${ngpu}" --resume "${resume}"
+}
+
 [ -n "${aligned_set}" ] || aligned_set=${paired_main_set}
 [ -n "${decode_sets}" ] || decode_sets="${dev_set} ${test_sets}"
 eval "fusion_train_opts_array=(${fusion_train_opts})"
@@ -255,17 +266,10 @@ if run_stage 7; then
     km=$(km_tag)
     speech_exp=$(speech_exp_of "${km}")
     log "Stage 7: speech tower: ${dumpdir}/units/${km}/${speech_train_set} -> ${speech_exp}"
-    if done_or_forced "${speech_exp}"; then
-        log "  ${speech_exp} is done"
-    else
-        resume=true; [ "${force}" = true ] && resume=false
-        mkdir -p "${speech_exp}"
-        ${cuda_cmd} --gpu "${ngpu}" "${speech_exp}/train.log" python -m zipper.bin.tower_train \
-            --config "$(resolve_conf "${speech_tower_config}")" --modality speech \
-            --train_data "${dumpdir}/units/${km}/${speech_train_set}" --valid_data "${dumpdir}/units/${km}/${dev_set}" \
-            --token_list "data/token_list/speech_${km}" --output_dir "${speech_exp}" --ngpu "${ngpu}" \
-            --resume "${resume}" ${tower_train_opts:+"${tower_train_opts_array[@]}"}
-    fi
+    train_once "${speech_exp}" zipper.bin.tower_train \
+        --config "$(resolve_conf "${speech_tower_config}")" --modality speech \
+        --train_data "${dumpdir}/units/${km}/${speech_train_set}" --valid_data "${dumpdir}/units/${km}/${dev_set}" \
+        --token_list "data/token_list/speech_${km}" ${tower_train_opts:+"${tower_train_opts_array[@]}"}
     log "  $(grep -h "dev perplexity" "${speech_exp}/train.log" | tail -n 1)"
 fi
 
@@ -276,16 +280,9 @@ if run_stage 8; then
         text_opts=(--config "$(resolve_conf "${text_tower_config}")" --token_list "${text_token_dir}")
     fi
     log "Stage 8: text tower: data/${text_train_set} -> ${text_exp}"
-    if done_or_forced "${text_exp}"; then
-        log "  ${text_exp} is done"
-    else
-        resume=true; [ "${force}" = true ] && resume=false
-        mkdir -p "${text_exp}"
-        ${cuda_cmd} --gpu "${ngpu}" "${text_exp}/train.log" python -m zipper.bin.tower_train \
-            "${text_opts[@]}" --modality text --train_data "data/${text_train_set}" --valid_data "data/${dev_set}" \
-            --output_dir "${text_exp}" --ngpu "${ngpu}" --resume "${resume}" \
-            ${tower_train_opts:+"${tower_train_opts_array[@]}"}
-    fi
+    train_once "${text_exp}" zipper.bin.tower_train \
+        "${text_opts[@]}" --modality text --train_data "data/${text_train_set}" --valid_data "data/${dev_set}" \
+        ${tower_train_opts:+"${tower_train_opts_array[@]}"}
     log "  $(grep -h "dev perplexity" "${text_exp}/train.log" | tail -n 1)"
 fi
 
@@ -295,15 +292,11 @@ if run_stage 9; then
     log "Stage 9: fusion on ${aligned_set}: ${speech_exp} + ${text_exp} -> ${zipper_exp}${baseline_exp:+, ${text_exp} -> ${baseline_exp}}"
     for model_exp in ${zipper_exp} ${baseline_exp}; do
         if [ "${model_exp}" = "${zipper_exp}" ]; then model_config=${zipper_config}; else model_config=${baseline_config}; fi
-        if done_or_forced "${model_exp}"; then log "  ${model_exp} is done"; continue; fi
-        resume=true; [ "${force}" = true ] && resume=false
-        mkdir -p "${model_exp}"
-        ${cuda_cmd} --gpu "${ngpu}" "${model_exp}/train.log" python -m zipper.bin.zipper_train \
+        train_once "${model_exp}" zipper.bin.zipper_train \
             --config "$(resolve_conf "${model_config}")" --text_tower_exp "${text_exp}" --speech_tower_exp "${speech_exp}" \
             --speech_token_list "data/token_list/speech_${km}" \
             --train_units "${dumpdir}/units/${km}/${aligned_set}" --train_text "data/${aligned_set}" \
             --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_text "data/${dev_set}" \
-            --output_dir "${model_exp}" --ngpu "${ngpu}" --resume "${resume}" \
             ${fusion_train_opts:+"${fusion_train_opts_array[@]}"}
         log "  $(grep -h "^${model_exp}: " "${model_exp}/train.log" | tail -n 1)"
     done
@@ -338,19 +331,12 @@ if run_stage 11; then
     vocoder_exp=${expdir}/vocoder_${vocoder_tag}
     wj=judge_whisper_$(basename "${whisper_model}")
     log "Stage 11: vocoder ${dumpdir}/{audio,units/${km}}/${vocoder_train_set} -> ${vocoder_exp}; units -> wav/; Whisper judge (${whisper_model})"
-    if done_or_forced "${vocoder_exp}"; then
-        log "  ${vocoder_exp} is done"
-    else
-        resume=true; [ "${force}" = true ] && resume=false
-        mkdir -p "${vocoder_exp}"
-        ${cuda_cmd} --gpu "${ngpu}" "${vocoder_exp}/train.log" python -m zipper.bin.vocoder_train \
-            --config "$(resolve_conf "${vocoder_config}")" \
-            --train_units "${dumpdir}/units/${km}/${vocoder_train_set}" --train_audio "${dumpdir}/audio/${vocoder_train_set}" \
-            --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_audio "${dumpdir}/audio/${dev_set}" \
-            --target_speaker "${vocoder_speaker}" --output_dir "${vocoder_exp}" --ngpu "${ngpu}" --resume "${resume}" \
-            ${vocoder_train_opts:+"${vocoder_train_opts_array[@]}"}
-        log "  $(grep -h "^${vocoder_exp}: " "${vocoder_exp}/train.log" | tail -n 1)"
-    fi
+    train_once "${vocoder_exp}" zipper.bin.vocoder_train \
+        --config "$(resolve_conf "${vocoder_config}")" \
+        --train_units "${dumpdir}/units/${km}/${vocoder_train_set}" --train_audio "${dumpdir}/audio/${vocoder_train_set}" \
+        --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_audio "${dumpdir}/audio/${dev_set}" \
+        --target_speaker "${vocoder_speaker}" ${vocoder_train_opts:+"${vocoder_train_opts_array[@]}"}
+    log "  $(grep -h "^${vocoder_exp}: " "${vocoder_exp}/train.log" | tail -n 1)"
     synth() {  # synth <units_dir> <out_dir>: units.scp -> <out_dir>/wav/*.wav + wav.scp
         if [ "${force}" != true ] && [ -f "$2/.done.synthesis" ]; then return 0; fi
         sharded "${decode_cmd}" "${synth_nj}" "$2/log" "$(num_utts "$1/units.scp")" zipper.bin.vocoder_synthesize \
@@ -386,17 +372,10 @@ if run_stage 12; then
     judge_exp=${expdir}/judge_${judge_tag}
     log "Stage 12: scoring of ${decode_sets} (ASR WER; TTS by the unit judge ${judge_exp}) -> <decode dir>/score_*, ${results_file}"
     if [[ " ${decode_tasks} " == *" tts "* ]]; then
-        if done_or_forced "${judge_exp}"; then
-            log "  ${judge_exp} is done"
-        else
-            resume=true; [ "${force}" = true ] && resume=false
-            mkdir -p "${judge_exp}"
-            ${cuda_cmd} --gpu "${ngpu}" "${judge_exp}/train.log" python -m zipper.bin.judge_train \
-                --config "$(resolve_conf "${judge_config}")" \
-                --train_units "${dumpdir}/units/${km}/${judge_train_set}" --train_text "data/${judge_train_set}" \
-                --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_text "data/${dev_set}" \
-                --output_dir "${judge_exp}" --ngpu "${ngpu}" --resume "${resume}"
-        fi
+        train_once "${judge_exp}" zipper.bin.judge_train \
+            --config "$(resolve_conf "${judge_config}")" \
+            --train_units "${dumpdir}/units/${km}/${judge_train_set}" --train_text "data/${judge_train_set}" \
+            --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_text "data/${dev_set}"
         log "  $(tail -n 1 "${judge_exp}/train.log")"
     fi
     for model_exp in ${zipper_exp} ${baseline_exp}; do
