@@ -22,7 +22,7 @@ from typing import Mapping, Sequence
 
 from zipper.data.kaldi_dir import read_kv, write_kv
 from zipper.scoring.wer import Alignment, Normalizer, align, write_scoring
-from zipper.utils.atomic import atomic_write_json, is_done, mark_done
+from zipper.utils.atomic import atomic_write_json, is_done, mark_done, read_json
 from zipper.utils.cli import make_parser, parse_and_setup, run_main, yaml_value
 from zipper.utils.provenance import ProvenanceError
 
@@ -41,17 +41,22 @@ def get_parser():
     return parser
 
 
+def write_scored(out: Path, name: str, refs: Mapping[str, str], hyps: Mapping[str, str], normalizer: Normalizer,
+                 **summary) -> dict:
+    """The sclite-style files, and score.json (`summary` + set, WER and the counts) with .done, in out."""
+    counts = write_scoring(out, name, refs, hyps, normalizer)
+    result = {**summary, "set": name, "wer": counts.wer, **counts.row()}
+    atomic_write_json(out / "score.json", result)
+    mark_done(out)
+    return result
+
+
 def score_asr(decode_dir: Path, refs: Mapping[str, str], name: str, normalizer: Normalizer) -> dict:
     hyps = read_kv(decode_dir / "text", allow_empty_value=True)
     extra = sorted(set(hyps) - set(refs))
     if extra:
         raise KeyError(f"{decode_dir / 'text'}: utterance '{extra[0]}' is not in the reference ({len(extra)} such)")
-    out = decode_dir / "score_wer"
-    counts = write_scoring(out, name, refs, hyps, normalizer)
-    summary = {"task": "asr", "set": name, "wer": counts.wer, **counts.row()}
-    atomic_write_json(out / "score.json", summary)
-    mark_done(out)
-    return summary
+    return write_scored(decode_dir / "score_wer", name, refs, hyps, normalizer, task="asr")
 
 
 def best_per_utterance(candidates: Sequence[Mapping[str, str]], refs: Mapping[str, str],
@@ -87,18 +92,10 @@ def judge_gold(judge_exp: Path, gold_units_dir: Path, name: str, refs: Mapping[s
     """The judge on the set's gold units: its transcripts (WER-target references) and the oracle score."""
     out = judge_exp / f"gold_{name}"
     hyps = judge_units_dir(gold_units_dir / "units.scp", judge_exp, out / "text", device)
-    if not is_done(out / "score_wer"):
-        counts = write_scoring(out / "score_wer", name, refs, hyps, normalizer)
-        atomic_write_json(out / "score_wer" / "score.json", {"task": "oracle", "set": name, "wer": counts.wer,
-                                                            "units_dir": str(gold_units_dir), **counts.row()})
-        mark_done(out / "score_wer")
-    return hyps, read_json(out / "score_wer" / "score.json")
-
-
-def read_json(path: Path) -> dict:
-    import json
-
-    return json.loads(path.read_text(encoding="utf-8"))
+    if is_done(out / "score_wer"):
+        return hyps, read_json(out / "score_wer" / "score.json")
+    return hyps, write_scored(out / "score_wer", name, refs, hyps, normalizer, task="oracle",
+                              units_dir=str(gold_units_dir))
 
 
 def score_tts(decode_dir: Path, refs: Mapping[str, str], name: str, judge: str,

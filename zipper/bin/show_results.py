@@ -12,7 +12,6 @@ Everything is re-derived on every run, so the file always matches the experiment
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import re
 from pathlib import Path
@@ -20,7 +19,7 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
-from zipper.utils.atomic import atomic_path, atomic_write_text
+from zipper.utils.atomic import atomic_path, atomic_write_text, read_json
 from zipper.utils.cli import make_parser, parse_and_setup, run_main
 from zipper.utils.log import environment
 
@@ -37,10 +36,6 @@ def get_parser():
     parser.add_argument("--test_sets", nargs="*", default=None,
                         help="sets for the study table/plot (default: every scored set except dev)")
     return parser
-
-
-def read_json(path: Path) -> dict:
-    return json.loads(path.read_text(encoding="utf-8"))
 
 
 def read_yaml(path: Path) -> dict:
@@ -107,10 +102,12 @@ def fusion_experiments(exp_root: Path) -> list[dict[str, Any]]:
         exp = config_path.parent
         aligned, pct = aligned_fraction(config, exp)
         freeze = (config.get("model_conf") or {}).get("freeze", [])
+        asr, tts = decode_scores(exp)
         out.append({"exp": exp, "config": config, "aligned_set": aligned, "pct": pct,
                     "system": system_name(exp, aligned), "model": config["model"],
                     "frozen": ", ".join(freeze) if config["model"] == "zipper" else "-",
-                    "scores": read_json(exp / "scores.json") if (exp / "scores.json").exists() else {}})
+                    "scores": read_json(exp / "scores.json") if (exp / "scores.json").exists() else {},
+                    "asr": asr, "tts": tts})
     return out
 
 
@@ -189,7 +186,7 @@ def section_fusion(fusion: list[dict]) -> str:
 def section_asr(fusion: list[dict]) -> str:
     blocks = []
     for f in fusion:
-        asr, _ = decode_scores(f["exp"])
+        asr = f["asr"]
         if asr:
             rows = [(f"`{s['decode_dir'].parent.name}/{s['set']}`", *(s[c] for c in ASR_COLUMNS)) for s in asr]
             blocks.append(f"### `{f['exp']}`\n" + table(("dataset", *ASR_COLUMNS), rows))
@@ -205,8 +202,7 @@ def judge_label(decode_dir: Path, judge: str) -> str:
 def section_tts(fusion: list[dict], exp_root: Path) -> str:
     rows = []
     for f in fusion:
-        _, tts = decode_scores(f["exp"])
-        for s in tts:
+        for s in f["tts"]:
             best = s.get("wer_gold_best_of_n")
             rows.append((f"`{f['exp'].name}`", f["frozen"], s["set"], judge_label(s["decode_dir"], s["judge"]),
                          s["wer_gold"], s["wer_target"], best if best is not None else "-"))
@@ -244,7 +240,7 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
     for f in fusion:
         if f["pct"] is None:
             continue
-        asr, tts = decode_scores(f["exp"])
+        asr, tts = f["asr"], f["tts"]
         for s in asr:
             points.setdefault(("ASR", s["set"], f["system"]), {})[f["pct"]] = s["wer"]
         for s in tts:

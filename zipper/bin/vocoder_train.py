@@ -12,7 +12,6 @@ Print a preset with --print_config; conf/vocoder_{debug,s}.yaml are the reposito
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Sequence
@@ -22,7 +21,7 @@ import torch
 from zipper.tokens.units import INVENTORY_KEYS, UnitSet
 from zipper.train.experiment import start_experiment
 from zipper.train.trainer import parameter_report
-from zipper.utils.atomic import atomic_write_json, mark_done
+from zipper.utils.atomic import atomic_write_json, mark_done, read_json
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, str2bool, yaml_value
 from zipper.utils.log import log_run_header
 from zipper.utils.provenance import ProvenanceError
@@ -176,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                 sum(info["train_frames"].values()) * hop / args.fs / 60)
     old_info = output_dir / INFO_FILE
     if args.resume and old_info.exists():
-        if json.loads(old_info.read_text(encoding="utf-8")) != info:
+        if read_json(old_info) != info:
             raise ProvenanceError(f"{old_info} describes other training data (voices, units) than this run's; "
                                   "use another --output_dir or remove it")
     atomic_write_json(old_info, info)

@@ -10,7 +10,6 @@ Writes <output_dir>/text, judge.json (model, settings, speed) and .done.
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
@@ -20,7 +19,7 @@ from zipper.data.audio import AudioError, read_audio
 from zipper.data.kaldi_dir import read_kv, write_kv
 from zipper.scoring.wer import Normalizer, score_files, write_scoring
 from zipper.scoring.whisper_judge import WhisperJudge, WhisperModelError
-from zipper.utils.atomic import atomic_write_json, mark_done
+from zipper.utils.atomic import atomic_write_json, mark_done, read_json
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main
 from zipper.utils.sharding import add_sharding_options, finished_job_dirs, mark_job_finished, pending_job
 
@@ -85,7 +84,7 @@ def merge(args, out_dir: Path, wavs: dict[str, str]) -> None:
     timing = []
     for d in dirs:
         hyps.update(read_kv(d / "text", allow_empty_value=True))
-        timing.append(json.loads((d / "timing.json").read_text(encoding="utf-8")))
+        timing.append(read_json(d / "timing.json"))
     missing = [u for u in wavs if u not in hyps]
     if missing:
         raise ValueError(f"{len(missing)} utterances of {args.wav_scp} have no transcript (e.g. '{missing[0]}')")

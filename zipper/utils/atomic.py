@@ -46,6 +46,11 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
 
 
+def read_json(path: str | os.PathLike) -> Any:
+    """What atomic_write_json wrote."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
 def done_marker(directory: str | os.PathLike, name: str = "") -> Path:
     return Path(directory) / (f".done.{name}" if name else ".done")
 

@@ -8,7 +8,6 @@ whose config.yaml says so).  `units_are_deduplicated` reads that, so a user need
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +18,7 @@ import yaml
 
 from zipper.tokens.units import INVENTORY_KEYS
 from zipper.train.trainer import load_model_state
+from zipper.utils.atomic import read_json
 from zipper.utils.provenance import check_provenance
 from zipper.vocoder.model import UnitVocoder, quiet_weight_norm
 from zipper.vocoder.train import MODEL_FILE
@@ -31,7 +31,7 @@ def units_are_deduplicated(units_dir: str | os.PathLike) -> bool:
     decode = Path(units_dir) / "decode.json"
     if not decode.exists():
         return False
-    exp_dir = json.loads(decode.read_text(encoding="utf-8")).get("exp_dir")
+    exp_dir = read_json(decode).get("exp_dir")
     config = Path(exp_dir or "") / "config.yaml"
     if not exp_dir or not config.exists():
         raise FileNotFoundError(f"{decode} names the experiment {exp_dir!r}, whose config.yaml is missing: "
@@ -56,7 +56,7 @@ class Vocoder:
                 raise FileNotFoundError(f"{exp_dir / name} is missing: has the vocoder in {exp_dir} finished training?")
         with open(exp_dir / "config.yaml", encoding="utf-8") as f:
             config = yaml.safe_load(f)
-        info = json.loads((exp_dir / INFO_FILE).read_text(encoding="utf-8"))
+        info = read_json(exp_dir / INFO_FILE)
         from zipper.bin.vocoder_train import build_vocoder
 
         model = build_vocoder(argparse.Namespace(**config), info)
