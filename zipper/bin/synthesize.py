@@ -1,7 +1,7 @@
 """Text to speech in one call: text -> Zipper (TTS decoding) -> units -> vocoder -> a 16-bit PCM wav.
 
     python -m zipper.bin.synthesize --zipper_exp exp/zipper_s_train_paired_100pct \\
-        --vocoder_dir exp/vocoder_s_train_speech --text "the cat sat on the mat" --output hello.wav
+        --vocoder_dir exp/vocoder_s_train_speech_mfcc_k256_97541ae1 --text "the cat sat on the mat" --output hello.wav
 
 The text is normalised as the recipes' transcripts are (lower case, punctuation removed).  Decoding reuses
 stage 10's functions and settings (--decode_config, as conf/decode.yaml; sampling is seeded by --seed), and

@@ -2,7 +2,9 @@
 
 Any s3prl hub entry works by name (`hubert_local` with `ckpt: /path/model.pt`, `wav2vec2_local`, ...), and so
 do s3prl's Kaldi-style baseline upstreams (`mfcc`, `fbank`, `mel`, `linear`, `spectrogram`), whose s3prl YAML
-config we deep-merge with `upstream_conf` (e.g. a 20 ms frame shift).  The selected layer's frames, trimmed to
+config we deep-merge with `upstream_conf` (e.g. a 20 ms frame shift), and `whisper`: Whisper's encoder from the
+judge's offline CTranslate2 model (zipper/tokens/whisper_encoder.py), speaker-independent with no download.
+The selected layer's frames, trimmed to
 each utterance's true length, are what the caller stores.
 
 s3prl computes baseline features one utterance at a time; `BatchedKaldiMfcc` computes the same MFCC+delta+CMVN
@@ -89,6 +91,12 @@ class FeatureUpstream(torch.nn.Module):
                 finally:
                     os.unlink(f.name)
                 self.frame_shift = self.model.get_downsample_rates("hidden_states")
+        elif name == "whisper":
+            from zipper.tokens.whisper_encoder import WhisperEncoder
+
+            self.model = WhisperEncoder(self.conf)
+            self.config = self.model.provenance_conf()
+            self.frame_shift = self.model.get_downsample_rates("hidden_states")
         else:
             self.config = dict(self.conf)
             hub = hub_module(name)
@@ -108,6 +116,8 @@ class FeatureUpstream(torch.nn.Module):
             frame_length = int(self.config["kaldi"][self.config["kaldi"]["feat_type"]].get("frame_length", 25.0)
                                * SAMPLE_RATE / 1000)
             return max(0, 1 + (num_samples - frame_length) // self.frame_shift)
+        if self.name == "whisper":
+            return self.model.num_frames(num_samples)
         # wav2vec2/HuBERT-style conv front-ends: a 400-sample receptive field every 320 samples (25 ms / 20 ms)
         receptive = 400 if self.frame_shift == 320 else self.frame_shift
         return max(1, (num_samples - receptive) // self.frame_shift + 1)

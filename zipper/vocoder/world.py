@@ -66,8 +66,15 @@ def import_pyworld():
     return pyworld
 
 
-def analyze(samples: np.ndarray, config: WorldConfig, frames: int) -> np.ndarray:
-    """(frames, dim) float32 WORLD features of a recording, cut or edge-padded to `frames` frames."""
+def fit_frames(feats: np.ndarray, frames: int) -> np.ndarray:
+    """(N, dim) -> (frames, dim): cut, or padded by repeating the last frame."""
+    if len(feats) < frames:
+        feats = np.concatenate([feats, np.repeat(feats[-1:], frames - len(feats), axis=0)])
+    return feats[:frames]
+
+
+def analyze(samples: np.ndarray, config: WorldConfig, frames: int | None = None) -> np.ndarray:
+    """(frames, dim) float32 WORLD features of a recording, cut or edge-padded to `frames` frames (if given)."""
     pw = import_pyworld()
     x = np.asarray(samples, dtype=np.float64)
     f0, t = pw.dio(x, config.fs, f0_floor=config.f0_floor, f0_ceil=config.f0_ceil, frame_period=config.frame_period)
@@ -83,9 +90,7 @@ def analyze(samples: np.ndarray, config: WorldConfig, frames: int) -> np.ndarray
     else:
         lf0 = np.full(len(f0), np.log(120.0))
     feats = np.concatenate([coded_sp, coded_ap, lf0[:, None], voiced[:, None]], axis=1).astype(np.float32)
-    if len(feats) < frames:
-        feats = np.concatenate([feats, np.repeat(feats[-1:], frames - len(feats), axis=0)])
-    return feats[:frames]
+    return feats if frames is None else fit_frames(feats, frames)
 
 
 def synthesize_world(feats: np.ndarray, config: WorldConfig, num_samples: int) -> np.ndarray:
@@ -102,13 +107,32 @@ def synthesize_world(feats: np.ndarray, config: WorldConfig, num_samples: int) -
     return np.clip(wav, -1.0, 1.0).astype(np.float32)
 
 
+def check_cache_config(cache: Path, config: WorldConfig) -> None:
+    """A cache dir serves one analysis config: refuse another rather than mix features silently."""
+    from zipper.utils.atomic import atomic_write_json, read_json
+
+    wanted = dataclasses.asdict(config)
+    path = cache / "world_config.json"
+    if path.exists():
+        found = read_json(path)
+        if found != wanted:
+            raise ValueError(f"{cache} holds WORLD features of another analysis config ({found}, not {wanted}); "
+                             "remove it or train in another experiment dir")
+    else:
+        atomic_write_json(path, wanted)
+
+
 def cached_features(utts: Sequence[Any], config: WorldConfig, hop_length: int, cache_dir: str | os.PathLike
                     ) -> dict[str, np.ndarray]:
-    """WORLD features of each utterance (VocoderUtt), computed once into cache_dir/<utt>.npy (resumable)."""
+    """WORLD features of each utterance (VocoderUtt), computed once into cache_dir/<utt>.npy (resumable).
+
+    The cache holds the whole analysis, fitted to the units' frames on load, so units of another frame count
+    (another upstream) can reuse it."""
     from zipper.data.audio import read_audio
 
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
+    check_cache_config(cache, config)
     ratio = hop_length // config.frame_samples
     out: dict[str, np.ndarray] = {}
     todo = [u for u in utts if not (cache / f"{u.utt}.npy").exists()]
@@ -118,11 +142,11 @@ def cached_features(utts: Sequence[Any], config: WorldConfig, hop_length: int, c
         _, samples = read_audio(u.wav)
         with atomic_path(cache / f"{u.utt}.npy", suffix=".npy") as tmp:
             with open(tmp, "wb") as f:
-                np.save(f, analyze(samples, config, len(u.units) * ratio))
+                np.save(f, analyze(samples, config))
         if n % 200 == 0:
             logger.info("analysed %d / %d utterances", n, len(todo))
     for u in utts:
-        out[u.utt] = np.load(cache / f"{u.utt}.npy")
+        out[u.utt] = fit_frames(np.load(cache / f"{u.utt}.npy"), len(u.units) * ratio)
     return out
 
 

@@ -76,7 +76,7 @@ decode_opts=""            # stage 10: extra zipper_inference options
 vocoder_config=conf/vocoder_s.yaml  # stage 11: vocoder preset (s: WORLD parameters on CPU; hifigan: unit HiFi-GAN, --ngpu 1)
 vocoder_train_set=""      # stage 11: audio + units it learns from (default: speech_train_set)
 vocoder_speaker=""        # stage 11: target voice (default: the speaker with most audio)
-vocoder_tag=""            # stage 11: exp/vocoder_<tag> (default: preset name + training set)
+vocoder_tag=""            # stage 11: exp/vocoder_<tag> (default: preset name + training set + units tag)
 vocoder_train_opts=""     # stage 11: extra vocoder_train options
 synth_nj=2                # stage 11: parallel synthesis / Whisper jobs per set
 whisper_model=base        # stage 11: Whisper judge (packaged base / tiny.en, or a CTranslate2 model dir)
@@ -327,7 +327,7 @@ if run_stage 11; then
     km=$(km_tag)
     decode_tag=$(basename "${decode_config}" .yaml)
     [ -n "${vocoder_train_set}" ] || vocoder_train_set=${speech_train_set}
-    [ -n "${vocoder_tag}" ] || vocoder_tag=$(basename "${vocoder_config}" .yaml | sed 's/^vocoder_//')_${vocoder_train_set}
+    [ -n "${vocoder_tag}" ] || vocoder_tag=$(basename "${vocoder_config}" .yaml | sed 's/^vocoder_//')_${vocoder_train_set}_${km}
     vocoder_exp=${expdir}/vocoder_${vocoder_tag}
     wj=judge_whisper_$(basename "${whisper_model}")
     log "Stage 11: vocoder ${dumpdir}/{audio,units/${km}}/${vocoder_train_set} -> ${vocoder_exp}; units -> wav/; Whisper judge (${whisper_model})"
