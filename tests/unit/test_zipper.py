@@ -217,6 +217,28 @@ def test_baseline_decodes_within_its_modality():
     assert hyps == alone
 
 
+def test_baseline_beams_share_the_prompt_cache(monkeypatch):
+    from zipper.models.tower import KVCache
+
+    text, _ = towers(seed=7)
+    model = VocabExpansionModel(text, Tok(), n_units=12).eval()
+    speech = [torch.tensor([BOS, 9, 10, 11, 12, 13, 14, EOS]), torch.tensor([BOS, 13, 9, EOS])]
+    beam = SearchConfig("beam", beam_size=3, max_len=6)
+    starts = []
+    full_reorder = KVCache.reorder
+
+    def spy(self, index, start=0):
+        starts.append(start)
+        return full_reorder(self, index, start)
+
+    monkeypatch.setattr(KVCache, "reorder", spy)
+    shared = decode_vocab_expansion(model, "asr", speech, beam)
+    longest = max(len(model.asr_prompt(r)) for r in speech)
+    assert starts[0] == 0 and set(starts[1:]) == {longest}  # replicate rows once, then skip the (padded) prompt
+    monkeypatch.setattr(KVCache, "reorder", lambda self, index, start=0: full_reorder(self, index))
+    assert decode_vocab_expansion(model, "asr", speech, beam) == shared
+
+
 def test_zipper_with_a_hugging_face_text_tower():
     transformers = pytest.importorskip("transformers")
     from zipper.models.hf_tower import HFTower

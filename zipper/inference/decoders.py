@@ -37,6 +37,16 @@ def allowed_tokens(vocab: int, start: int, stop: int, extra: Sequence[int], devi
     return allowed
 
 
+def follow_rows(source: torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, bool]:
+    """The input each row decodes after `reorder(index)`, and whether every row kept its input.
+
+    Beams move within their input's rows, so what all rows of one input share (the prompt's cached keys, the
+    cross-attention memory) needs no copy then; replicating rows (a new batch size) copies everything.
+    """
+    moved = source[index.cpu()]
+    return moved, len(moved) == len(source) and torch.equal(moved, source)
+
+
 def static_step_mode(tower, step_mode: str) -> str:
     """The step mode a tower can run: a tower without a static cache (HF) falls back to `dynamic`."""
     if step_mode not in DECODE_STEPS:
@@ -94,9 +104,8 @@ class ZipperDecoder:
 
     def reorder(self, index: torch.Tensor) -> None:
         self.cache.reorder(index)
-        source = self.source[index.cpu()]
-        # beams move within their input's rows: the memory only needs copying when rows change inputs
-        if len(source) != len(self.source) or not torch.equal(source, self.source):
+        source, kept = follow_rows(self.source, index)
+        if not kept:
             self.cross = [None if c is None else c.index(index) for c in self.cross]
         self.source = source
         self.recorded = [[h[index] for h in step] for step in self.recorded]
@@ -245,6 +254,8 @@ class VocabExpansionDecoder:
             tokens[i, longest - len(p):] = p
             self.mask[i, longest - len(p):] = True
         self.positions = (self.mask.long().cumsum(dim=1) - 1).clamp(min=0)  # (B, P)
+        self.prompt_len = longest
+        self.source = torch.arange(len(prompts))  # which prompt each row continues
         self.cache = self.tower.new_cache(len(prompts), longest + max_len + 1)
         self.first_logits = self.tower(tokens, positions=self.positions, key_padding_mask=self.mask,
                                        cache=self.cache, logits_to_keep=1).logits[:, -1]
@@ -259,7 +270,9 @@ class VocabExpansionDecoder:
         return logits[:, -1]
 
     def reorder(self, index: torch.Tensor) -> None:
-        self.cache.reorder(index)
+        # the prompt (a whole utterance of units for ASR) is most of the cache: beams of one prompt share it
+        self.source, kept = follow_rows(self.source, index)
+        self.cache.reorder(index, start=self.prompt_len if kept else 0)
         self.mask = self.mask[index]
         self.next_position = self.next_position[index]
         self.first_logits = self.first_logits[index]

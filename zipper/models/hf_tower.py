@@ -44,8 +44,8 @@ class HFCache:
     def length(self) -> int:
         return self.hf.get_seq_length()
 
-    def reorder(self, index: torch.Tensor) -> None:
-        self.hf.reorder_cache(index)
+    def reorder(self, index: torch.Tensor, start: int = 0) -> None:
+        self.hf.reorder_cache(index)  # the whole cache: DynamicCache has no partial reorder
 
 
 class HFTower(nn.Module):

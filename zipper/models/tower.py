@@ -95,15 +95,17 @@ class KVCache:
     def advance(self, steps: int) -> None:
         self.length += steps
 
-    def reorder(self, index: torch.Tensor) -> None:
+    def reorder(self, index: torch.Tensor, start: int = 0) -> None:
         """Keep batch rows `index` (beam search; replicating rows changes the batch size).
 
         Only the filled positions are copied: a beam step must not cost a copy of the whole preallocated cache.
+        `start` > 0: the caller knows positions before it are equal in every row and its source row (beams of
+        one prompt), so a same-size reorder leaves them alone.
         """
         n = self.length
         if len(index) == self.k.shape[1]:
-            self.k[:, :, :, :n] = self.k[:, index, :, :n]
-            self.v[:, :, :, :n] = self.v[:, index, :, :n]
+            self.k[:, :, :, start:n] = self.k[:, index, :, start:n]
+            self.v[:, :, :, start:n] = self.v[:, index, :, start:n]
             return
         k = self.k.new_zeros(self.k.shape[0], len(index), *self.k.shape[2:])
         v = torch.zeros_like(k)
