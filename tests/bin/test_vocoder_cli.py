@@ -192,14 +192,20 @@ def test_whisper_transcribe_writes_text_and_scores(tmp_path):
         scp[utt] = str(path)
     write_kv(tmp_path / "wav.scp", scp)
     write_kv(tmp_path / "text", sentences)
+    # WER target's references: Whisper on vocoded gold units; an empty one is left out of that score
+    write_kv(tmp_path / "target", {"a-001": sentences["a-001"], "a-002": ""})
     out = tmp_path / "judge"
     whisper_transcribe.main(["--wav_scp", str(tmp_path / "wav.scp"), "--output_dir", str(out), "--model", "tiny.en",
-                             "--beam_size", "2", "--ref_text", str(tmp_path / "text")])
+                             "--beam_size", "2", "--ref_text", str(tmp_path / "text"),
+                             "--target_text", str(tmp_path / "target")])
     assert set(read_kv(out / "text", allow_empty_value=True)) == set(sentences)
     summary = json.loads((out / "judge.json").read_text())
     assert summary["utts"] == 2 and 0 <= summary["wer"] < 50
     for name in ("result.txt", "errs-whisper.txt", "recogs-whisper.txt", "wer-summary-whisper.txt"):
         assert (out / "score_wer" / name).exists(), name
+    assert summary["target_scored_utts"] == 1 and summary["target_empty_utts"] == 1
+    recogs = (out / "score_wer_target" / "recogs-whisper.txt").read_text()
+    assert "a-001" in recogs and "a-002" not in recogs and 0 <= summary["wer_target"] < 50
     assert (out / ".done").exists()
 
 

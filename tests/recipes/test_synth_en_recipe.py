@@ -136,6 +136,10 @@ def test_stages_1_to_12_then_rerun_is_a_noop(tmp_path):
         assert set(wavs) == set(read_kv(recipe / "data" / name / "text"))
         assert all(Path(w).exists() for w in wavs.values())
         assert (tts_dir / "judge_whisper_tiny.en" / "score_wer" / "result.txt").exists()
+        target = json.loads((tts_dir / "judge_whisper_tiny.en" / "judge.json").read_text())
+        assert target["target_text"].endswith(f"resynth_{name}/judge_whisper_tiny.en/text")
+        if target["target_scored_utts"]:  # the debug vocoder may give Whisper nothing to hear
+            assert (tts_dir / "judge_whisper_tiny.en" / "score_wer_target" / "result.txt").exists()
         assert (vocoder / f"resynth_{name}" / "judge_whisper_tiny.en" / "score_wer" / "result.txt").exists()
         assert (exp / "judge_whisper_tiny.en" / f"recordings_{name}" / "score_wer" / "result.txt").exists()
     results = (recipe / "RESULTS.md").read_text()

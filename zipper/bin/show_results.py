@@ -224,12 +224,13 @@ def section_tts(fusion: list[dict], exp_root: Path) -> str:
         for judged in sorted(f["exp"].glob("decode_tts_*/*/judge_whisper_*/judge.json")):
             s = read_json(judged)
             rows.append((f"`{f['exp'].name}` (vocoded)", f["frozen"], judged.parents[1].name, f"Whisper {s['model']}",
-                         s["wer"], "-", "-"))
+                         s["wer"], s.get("wer_target", "-"), "-"))
     if not rows and not oracle_rows:
         return ""
     return ("## TTS (judge WER %, stage 12)\n\"WER gold\": the judge's transcript of the generated units against the "
             "input text; \"WER target\": against the judge's transcript of the gold units (as in the paper).  Whisper "
-            "(stage 11) judges vocoded audio: its oracle is the vocoded gold units, beside the original recordings.\n\n"
+            "(stage 11) judges vocoded audio: its oracle is the vocoded gold units, beside the original recordings, and its "
+            "WER target is against its transcript of the vocoded gold units.\n\n"
             + table(("model", "frozen", "set", "judge", "WER gold", "WER target", "best of N (gold)"),
                     oracle_rows + rows))
 

@@ -2,7 +2,9 @@
 
 The judge of TTS output: what a strong ASR model hears in synthesised (or vocoded, or original) speech.  With
 --ref_text the transcripts are also scored (zipper.scoring.wer: result.txt, errs-, recogs-, wer-summary- in
-<output_dir>/score_wer/).  --model is a CTranslate2 model dir or a packaged model name (base, tiny.en: see
+<output_dir>/score_wer/).  With --target_text (Whisper's transcript of the same set's vocoded gold units) the
+transcripts are also scored against it, the paper's "WER target", in <output_dir>/score_wer_target/; utterances
+whose target transcript is empty are left out of that score (and counted in judge.json).  --model is a CTranslate2 model dir or a packaged model name (base, tiny.en: see
 zipper/scoring/whisper_judge.py); decoding is deterministic (beam search, temperature 0).
 Run as `nj` jobs (`--nj N --job J`), then once with `--merge true`; with --nj 1 one call does both.
 Writes <output_dir>/text, judge.json (model, settings, speed) and .done.
@@ -39,6 +41,8 @@ def get_parser():
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--num_threads", type=positive_int, default=1, help="CPU threads per job")
     parser.add_argument("--ref_text", default="", help="reference `text` (or data dir): score the transcripts")
+    parser.add_argument("--target_text", default="",
+                        help="Whisper's `text` of the vocoded gold units: also score against it (WER target)")
     parser.add_argument("--score_name", default="whisper", help="name in the scoring files (errs-<name>.txt, ...)")
     add_sharding_options(parser)
     return parser
@@ -101,9 +105,28 @@ def merge(args, out_dir: Path, wavs: dict[str, str]) -> None:
         counts = write_scoring(out_dir / "score_wer", args.score_name, refs, hyps, Normalizer())
         summary.update(ref_text=str(args.ref_text), scored_utts=len(refs), wer=counts.wer)
         logger.info("%s: Whisper %s WER %.2f %% on %d utterances", out_dir, args.model, counts.wer, len(refs))
+    if args.target_text:
+        summary.update(score_against_target(args, out_dir, hyps))
     atomic_write_json(out_dir / "judge.json", summary)
     mark_done(out_dir, info={k: summary[k] for k in ("utts", "wer") if k in summary})
     print(f"{out_dir}: {len(hyps)} transcripts" + (f", WER {summary['wer']:.2f} %" if "wer" in summary else ""))
+
+
+def score_against_target(args, out_dir: Path, hyps: dict[str, str]) -> dict:
+    """WER target: the transcripts against Whisper's transcripts of the vocoded gold units."""
+    normalizer = Normalizer()
+    targets = {u: t for u, t in read_kv(args.target_text, allow_empty_value=True).items() if u in hyps}
+    usable = {u: t for u, t in targets.items() if normalizer(t)}
+    summary = {"target_text": str(args.target_text), "target_scored_utts": len(usable),
+               "target_empty_utts": len(targets) - len(usable)}
+    if not usable:  # Whisper heard nothing in any vocoded gold utterance (an untrained vocoder): no WER target
+        logger.warning("%s: no utterance of %s has a non-empty target transcript: no WER target", args.target_text,
+                       args.wav_scp)
+        return summary
+    counts = write_scoring(out_dir / "score_wer_target", args.score_name, usable, hyps, normalizer)
+    logger.info("%s: Whisper %s WER target %.2f %% on %d utterances (%d with an empty target left out)", out_dir,
+                args.model, counts.wer, len(usable), len(targets) - len(usable))
+    return dict(summary, wer_target=counts.wer)
 
 
 def main(argv: Sequence[str] | None = None) -> None:

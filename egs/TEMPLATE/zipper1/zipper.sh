@@ -342,11 +342,12 @@ if run_stage 11; then
         sharded "${decode_cmd}" "${synth_nj}" "$2/log" "$(num_utts "$1/units.scp")" zipper.bin.vocoder_synthesize \
             --vocoder_dir "${vocoder_exp}" --units_dir "$1" --output_dir "$2" --dedup auto --device "${device}"
     }
-    judge() {  # judge <wav.scp> <out_dir> <set>: Whisper transcripts + score_wer/ against data/<set>/text
+    judge() {  # judge <wav.scp> <out_dir> <set> [<target text>]: Whisper transcripts, scored against
+               # data/<set>/text (score_wer/) and, for TTS, against Whisper on vocoded gold units (score_wer_target/)
         if done_or_forced "$2"; then return 0; fi
         sharded "${decode_cmd}" "${synth_nj}" "$2/log" "$(num_utts "$1")" zipper.bin.whisper_transcribe \
             --wav_scp "$1" --output_dir "$2" --model "${whisper_model}" --ref_text "data/$3/text" --score_name "$3" \
-            ${whisper_opts:+"${whisper_opts_array[@]}"}
+            ${4:+--target_text "$4"} ${whisper_opts:+"${whisper_opts_array[@]}"}
         log "  $(tail -n 1 "$2/log/whisper_transcribe.merge.log")"
     }
     for set in ${decode_sets}; do
@@ -359,7 +360,7 @@ if run_stage 11; then
             d=${model_exp}/decode_tts_${decode_tag}/${set}
             [ -f "${d}/units.scp" ] || continue
             synth "${d}" "${d}"
-            judge "${d}/wav.scp" "${d}/${wj}" "${set}"
+            judge "${d}/wav.scp" "${d}/${wj}" "${set}" "${vocoder_exp}/resynth_${set}/${wj}/text"
         done
     done
 fi
