@@ -137,8 +137,11 @@ done_or_forced() {  # done_or_forced <dir>: true when <dir> is finished and --fo
 sharded() {
     local cmd=$1 max_jobs=$2 logdir=$3 nutts=$4 module=$5; shift 5
     local _nj; _nj=$(min "${max_jobs}" "${nutts}")
+    # The jobs share the cores: torch's default of one thread per core in every job oversubscribes them, and
+    # OpenMP threads waiting on each other slowed a 2-job decoding down 10x.  OMP_NUM_THREADS set by the user wins.
+    local threads=$(( $(nproc) / _nj )); [ "${threads}" -ge 1 ] || threads=1
     mkdir -p "${logdir}"
-    ${cmd} JOB=1:"${_nj}" "${logdir}/${module##*.}.JOB.log" \
+    OMP_NUM_THREADS=${OMP_NUM_THREADS:-${threads}} ${cmd} JOB=1:"${_nj}" "${logdir}/${module##*.}.JOB.log" \
         python -m "${module}" "$@" --nj "${_nj}" --job JOB
     python -m "${module}" "$@" --nj "${_nj}" --merge true > "${logdir}/${module##*.}.merge.log" 2>&1 || {
         log "Error: merging failed; see ${logdir}/${module##*.}.merge.log:"; tail -n 20 "${logdir}/${module##*.}.merge.log"; exit 1; }
