@@ -146,6 +146,10 @@ def test_show_results_tables_and_study_plot(tmp_path):
     assert "./run_study.sh" in text and "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in text
     assert "|Oracle (gold units, `judge_s_km`)|-|test|unit CTC judge|12.50|-|-|" in text
     assert "|ASR|test|`vocabexp_s`|99.50|98.00|50.00|" in text
+    # with zipper.sh's history of runs, RESULTS.md lists every run, not only the one that wrote it
+    (exp / "commands.log").write_text("./run.sh  # 2026-11-25T02:35:17\n./run.sh --stage 12  # 2026-11-25T04:08:00\n")
+    text = show_results.main(["--exp_root", str(exp), "--output", str(out), "--command", "./run.sh --stage 12"])
+    assert "```sh\n./run.sh  # 2026-11-25T02:35:17\n./run.sh --stage 12  # 2026-11-25T04:08:00\n```" in text
     assert "|ASR|test|`zipper_s_frozen`|95.00|70.00|40.00|" in text
     assert "|`zipper_s_frozen_train_paired_10pct`|zipper|train_paired_10pct|text, speech|" in text
     png = tmp_path / "images" / "wer_vs_aligned.png"

@@ -130,9 +130,16 @@ def section_environment(args, env: dict[str, str]) -> str:
     return "## Environment\n" + "\n".join(lines) + "\n"
 
 
+COMMANDS_LOG = "commands.log"  # zipper.sh appends each invocation (with its start time) to <exp_root>/commands.log
+
+
 def section_commands(args, exps: list[Path]) -> str:
     out = "## Commands\n"
-    if args.command:
+    history = Path(args.exp_root) / COMMANDS_LOG
+    if history.exists():  # every zipper.sh run over this exp dir: one invocation alone rarely made it all
+        out += (f"Produced by these runs (`{history}`, oldest first):\n```sh\n"
+                + history.read_text(encoding="utf-8").rstrip("\n") + "\n```\n")
+    elif args.command:
         out += f"Produced by:\n```sh\n{args.command}\n```\n"
     rows = []
     for exp in exps:

@@ -98,6 +98,8 @@ if [ ! -x "${main_root}/tools/venv/bin/python" ]; then
     "${main_root}/tools/install.sh"
 fi
 . ./path.sh
+mkdir -p "${expdir}"  # the history of runs over this exp dir, which RESULTS.md shows
+printf '%s  # %s\n' "${invocation}" "$(date '+%Y-%m-%dT%H:%M:%S')" >> "${expdir}/commands.log"
 . ./cmd.sh
 
 if [ "${stop_stage}" -gt "${last_stage}" ]; then
