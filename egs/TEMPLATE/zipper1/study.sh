@@ -28,6 +28,8 @@ invocation="$0$(printf " %q" "$@")"
 log "${invocation}"
 . utils/parse_options.sh
 . ./path.sh
+mkdir -p exp  # the history of runs over exp/ (zipper.sh appends its own runs), which RESULTS.md shows
+printf '%s  # %s\n' "${invocation}" "$(date '+%Y-%m-%dT%H:%M:%S')" >> exp/commands.log
 eval "run_opts_array=(${run_opts})"
 
 run() {  # run <stage> <stop_stage> [options]: the recipe's stages with the study's shared options
