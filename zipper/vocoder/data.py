@@ -136,18 +136,25 @@ class SegmentSampler:
         lengths = np.array([len(u.units) for u in self.utts], dtype=np.float64)
         self.weights = lengths / lengths.sum()  # every frame equally likely
 
+    def target(self, u: VocoderUtt, start: int) -> np.ndarray:
+        """What the model learns to produce for the segment from frame `start`: its audio samples."""
+        return read_segment(u.wav, start * self.hop_length, self.segment_frames * self.hop_length)
+
+    def collate_targets(self, targets: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        return {"audio": torch.from_numpy(np.stack(targets)).unsqueeze(1)}  # (B, 1, F * hop)
+
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
         picks = rng.choice(len(self.utts), size=self.batch_size, p=self.weights)
-        units, audio, speakers = [], [], []
+        units, targets, speakers = [], [], []
         for i in picks:
             u = self.utts[i]
             start = int(rng.integers(0, len(u.units) - self.segment_frames + 1))
             units.append(u.units[start:start + self.segment_frames])
-            audio.append(read_segment(u.wav, start * self.hop_length, self.segment_frames * self.hop_length))
+            targets.append(self.target(u, start))
             speakers.append(self.speaker_ids.get(u.speaker, 0))
         return {"units": torch.from_numpy(np.stack(units).astype(np.int64)),  # (B, F)
-                "audio": torch.from_numpy(np.stack(audio)).unsqueeze(1),  # (B, 1, F * hop)
+                **self.collate_targets(targets),
                 "speakers": torch.tensor(speakers, dtype=torch.long)}  # (B,)
 
 

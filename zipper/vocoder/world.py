@@ -23,7 +23,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from zipper.utils.atomic import atomic_path
+from zipper.utils.atomic import atomic_path, atomic_write_json, read_json
+from zipper.vocoder.data import SegmentSampler
 from zipper.vocoder.model import DurationPrediction
 
 logger = logging.getLogger(__name__)
@@ -109,8 +110,6 @@ def synthesize_world(feats: np.ndarray, config: WorldConfig, num_samples: int) -
 
 def check_cache_config(cache: Path, config: WorldConfig) -> None:
     """A cache dir serves one analysis config: refuse another rather than mix features silently."""
-    from zipper.utils.atomic import atomic_write_json, read_json
-
     wanted = dataclasses.asdict(config)
     path = cache / "world_config.json"
     if path.exists():
@@ -240,33 +239,20 @@ class WorldVocoder(DurationPrediction, nn.Module):
         return torch.from_numpy(synthesize_world(feats, self.world, len(units) * self.hop_length))
 
 
-class FeatureSegmentSampler:
+class FeatureSegmentSampler(SegmentSampler):
     """Random batches of segments: units (B, F) and their WORLD features (B, F * ratio, dim), drawn from
-    (seed, step) like SegmentSampler."""
+    (seed, step) as SegmentSampler draws audio segments."""
 
     def __init__(self, utts: Sequence[Any], feats: dict[str, np.ndarray], speaker_ids: dict[str, int],
                  segment_frames: int, batch_size: int, ratio: int, seed: int):
-        self.utts = [u for u in utts if len(u.units) >= segment_frames]
-        if not self.utts:
-            raise ValueError(f"no training utterance has {segment_frames} frames (--segment_frames)")
-        self.feats, self.speaker_ids = feats, speaker_ids
-        self.segment_frames, self.batch_size, self.ratio, self.seed = segment_frames, batch_size, ratio, seed
-        lengths = np.array([len(u.units) for u in self.utts], dtype=np.float64)
-        self.weights = lengths / lengths.sum()
+        super().__init__(utts, speaker_ids, segment_frames, batch_size, hop_length=0, seed=seed)  # no audio read
+        self.feats, self.ratio = feats, ratio
 
-    def batch(self, step: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng([self.seed, step])
-        picks = rng.choice(len(self.utts), size=self.batch_size, p=self.weights)
-        units, feats, speakers = [], [], []
-        for i in picks:
-            u = self.utts[i]
-            start = int(rng.integers(0, len(u.units) - self.segment_frames + 1))
-            units.append(u.units[start:start + self.segment_frames])
-            feats.append(self.feats[u.utt][start * self.ratio:(start + self.segment_frames) * self.ratio])
-            speakers.append(self.speaker_ids.get(u.speaker, 0))
-        return {"units": torch.from_numpy(np.stack(units).astype(np.int64)),  # (B, F)
-                "feats": torch.from_numpy(np.stack(feats)),  # (B, F * ratio, dim)
-                "speakers": torch.tensor(speakers, dtype=torch.long)}
+    def target(self, u: Any, start: int) -> np.ndarray:
+        return self.feats[u.utt][start * self.ratio:(start + self.segment_frames) * self.ratio]
+
+    def collate_targets(self, targets: list[np.ndarray]) -> dict[str, torch.Tensor]:
+        return {"feats": torch.from_numpy(np.stack(targets))}  # (B, F * ratio, dim)
 
 
 def whole_utterance_features(u: Any, feats: np.ndarray, speaker_ids: dict[str, int], default_speaker: int
