@@ -160,3 +160,13 @@ def test_show_results_tables_and_study_plot(tmp_path):
 def test_show_results_without_experiments_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the recipe's stages first"):
         show_results.main(["--exp_root", str(tmp_path / "exp"), "--output", str(tmp_path / "R.md")])
+
+
+def test_show_results_fused_table_has_the_audio_gain(tmp_path):
+    exp = tmp_path / "exp"
+    fake_fusion_exp(exp, "zipper_s_train_paired_100pct", "train_paired_100pct", ["text"], 30.0, 40.0)
+    atomic_write_json(exp / "zipper_s_train_paired_100pct" / "scores.json",
+                      {"valid": {"loss": 2.5, "asr_loss": 3.0, "tts_loss": 2.0, "asr_gain": 1.25, "tts_gain": 0.5}})
+    text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "RESULTS.md")])
+    assert "|valid loss|ASR loss|TTS loss|ASR gain|TTS gain|" in text
+    assert "|text|2.50|3.00|2.00|1.25|0.50|" in text

@@ -107,6 +107,14 @@ def test_stages_1_to_12_then_rerun_is_a_noop(tmp_path):
             assert all(tts.provenance[k] == speech_tokens.provenance[k] for k in INVENTORY_KEYS)
             assert (exp / model / "decode_tts_decode_debug" / name / "nbest" / "units.2.scp").exists()
     assert json.loads((exp / "zipper_debug_train_paired_100pct" / "gates.json").read_text())["text"]
+    for model in ("zipper_debug_train_paired_100pct", "vocabexp_debug_train_paired_100pct"):
+        valid = json.loads((exp / model / "scores.json").read_text())["valid"]  # the audio gain of each task
+        for task in ("asr", "tts"):
+            assert valid[f"{task}_loss_mismatched"] == pytest.approx(valid[f"{task}_loss"] + valid[f"{task}_gain"])
+    fusion_png = exp / "zipper_debug_train_paired_100pct" / "images" / "fusion.png"
+    assert fusion_png.read_bytes()[:4] == b"\x89PNG"
+    history = json.loads((exp / "zipper_debug_train_paired_100pct" / "history.json").read_text())
+    assert all("gates" in h and "asr_gain" in h["valid"] for h in history)
 
     # stage 12: ASR scored, TTS judged by the unit judge (gold and target), oracle rows, RESULTS.md
     judge = exp / f"judge_debug_{km_tag}"

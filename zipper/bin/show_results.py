@@ -183,11 +183,15 @@ def section_fusion(fusion: list[dict]) -> str:
             else:
                 costs.append("-")
         rows.append((f"`{f['exp'].name}`", f["model"], f["aligned_set"], f["frozen"], valid.get("loss", "-"),
-                     valid.get("asr_loss", "-"), valid.get("tts_loss", "-"), *costs))
-    return ("## Fused models (stage 9)\nValidation losses (nats/token) and each tower's dev perplexity before -> "
-            "after fusion, on its own modality alone (what fusion cost the tower).\n\n"
-            + table(("model", "kind", "aligned set", "frozen", "valid loss", "ASR loss", "TTS loss",
-                     "text ppl", "speech ppl"), rows))
+                     valid.get("asr_loss", "-"), valid.get("tts_loss", "-"), valid.get("asr_gain", "-"),
+                     valid.get("tts_gain", "-"), *costs))
+    return ("## Fused models (stage 9)\nValidation losses (nats/token); the audio gain of each task: the loss with "
+            "the conditioning side of every pair swapped for another utterance's minus the loss on the true pairs "
+            "(~0: the model ignores the other modality; curves and gates in the experiment's `images/fusion.png`); "
+            "and each tower's dev perplexity before -> after fusion, on its own modality alone (what fusion cost "
+            "the tower).\n\n"
+            + table(("model", "kind", "aligned set", "frozen", "valid loss", "ASR loss", "TTS loss", "ASR gain",
+                     "TTS gain", "text ppl", "speech ppl"), rows))
 
 
 def section_asr(fusion: list[dict]) -> str:

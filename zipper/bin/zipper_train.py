@@ -4,7 +4,10 @@ cross-attention) or the single-decoder vocabulary-expansion baseline.
 The exp dir has the layout tower_train's has (config.yaml, checkpoint.pth, {N}epoch.pth, valid.loss.ave.pth,
 history.json, images/, tensorboard/, run.sh, scores.json).  The log starts with trainable and frozen parameter
 counts per tower; Zipper's gate values per layer are logged with every training log line and saved in
-gates.json.  Resuming and refusing a changed experiment work as in tower_train.
+gates.json.  Every validation also scores mismatched pairs (the conditioning side rolled by one row): the
+"audio gain" per task (zipper.models.audio_gain) is in the log, history.json and scores.json, and plotted with
+the gates against updates in images/fusion.png.  Resuming and refusing a changed experiment work as in
+tower_train.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import torch
 from zipper.tasks.fusion_task import PairedBatches, add_fusion_arguments, build_model, load_paired
 from zipper.tokens.token_list import TokenList
 from zipper.train.experiment import begin_run
+from zipper.train.fusion_curves import plot_fusion_history
 from zipper.train.trainer import Trainer, add_trainer_arguments, load_model_state, parameter_report
 from zipper.utils.atomic import atomic_write_json, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, run_main
@@ -65,12 +69,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     train = PairedBatches(train_data, args.tasks, tokenizer.pad_id, args.batch_bins, args.seed, True,
                           args.max_batch_size, rank, world)
     valid = PairedBatches(valid_data, {t: 1.0 for t in args.tasks}, tokenizer.pad_id, args.batch_bins, args.seed,
-                          False)
+                          False, measure_gain=True)
     trainer = Trainer(args, model, train, valid, on_epoch_end=lambda epoch, stats: log_gates(model, output_dir),
-                      on_log=lambda step: log_gates(model))
+                      on_log=lambda step: log_gates(model),
+                      epoch_extras=lambda: {"gates": model.gate_report()} if hasattr(model, "gate_report") else {})
     history = trainer.run()
     if rank != 0:
         return
+    plot_fusion_history(history, output_dir / "images" / "fusion.png")
     averaged = output_dir / "valid.loss.ave.pth"
     load_model_state(model, torch.load(averaged, map_location=trainer.device))
     stats = trainer.validate()

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from zipper.models.audio_gain import gain_stats, roll_condition
 
 
 def next_token_loss(logits: torch.Tensor, tokens: torch.Tensor, lengths: torch.Tensor,
@@ -39,6 +42,23 @@ class TowerLM(nn.Module):
         loss = nll / count.clamp(min=1)
         stats = {"loss": loss.detach(), "acc": (correct / count.clamp(min=1)).detach()}
         return loss, stats, count.detach()
+
+
+def task_forward(task_loss: Callable, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor,
+                 text: torch.Tensor, text_lengths: torch.Tensor, measure_gain: bool = False
+                 ) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    """A fused model's `forward` for the trainer: `task_loss(task, speech, ..) -> (nll, correct, count)` made
+    into (mean loss, stats, weight = target tokens).  measure_gain (validation): the same batch again with the
+    conditioning side rolled by one row, and the difference of the losses (zipper.models.audio_gain)."""
+    nll, correct, count = task_loss(task, speech, speech_lengths, text, text_lengths)
+    loss = nll / count.clamp(min=1)
+    acc = (correct / count.clamp(min=1)).detach()
+    stats = {"loss": loss.detach(), "acc": acc, f"{task}_loss": loss.detach(), f"{task}_acc": acc}
+    if measure_gain and speech.shape[0] > 1:  # one row has no other row to be mismatched with
+        with torch.no_grad():
+            other, _, other_count = task_loss(task, *roll_condition(task, speech, speech_lengths, text, text_lengths))
+        stats.update(gain_stats(task, loss, other / other_count.clamp(min=1)))
+    return loss, stats, count.detach()
 
 
 def perplexity(mean_nll: float) -> float:

@@ -18,7 +18,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from zipper.models.lm import next_token_loss
+from zipper.models.lm import next_token_loss, task_forward
 from zipper.tokens.token_list import ASR, NUM_SPECIAL, TTS
 
 logger = logging.getLogger(__name__)
@@ -107,14 +107,16 @@ class VocabExpansionModel(nn.Module):
             tokens[i, :len(r)] = r
         return tokens, lengths, torch.tensor(prompts, device=speech.device)
 
-    def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                text_lengths: torch.Tensor, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
+    def task_loss(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                  text_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Summed nll, correct predictions and count over the target part of each row."""
         tokens, lengths, prompts = self.build(task, speech, speech_lengths, text, text_lengths)
         logits = self.tower(tokens[:, :-1]).logits  # (B, T-1, V)
         # predict only the target part: positions from prompt-1 on (position p predicts token p+1)
         keep = torch.arange(tokens.shape[1] - 1, device=tokens.device)[None, :] >= (prompts - 1)[:, None]
-        nll, correct, count = next_token_loss(logits, tokens, lengths, keep)
-        loss = nll / count.clamp(min=1)
-        acc = (correct / count.clamp(min=1)).detach()
-        stats = {"loss": loss.detach(), "acc": acc, f"{task}_loss": loss.detach(), f"{task}_acc": acc}
-        return loss, stats, count.detach()
+        return next_token_loss(logits, tokens, lengths, keep)
+
+    def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                text_lengths: torch.Tensor, measure_gain: bool = False, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain)."""
+        return task_forward(self.task_loss, task, speech, speech_lengths, text, text_lengths, measure_gain)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zipper.models.gated_cross_attention import CrossMemory, GatedCrossAttention
-from zipper.models.lm import next_token_loss
+from zipper.models.lm import next_token_loss, task_forward
 
 logger = logging.getLogger(__name__)
 
@@ -195,9 +195,10 @@ class ZipperModel(nn.Module):
             outputs.append(out)
         return outputs
 
-    def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                text_lengths: torch.Tensor, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """Teacher-forced ASR ([speech][text], loss on text) or TTS ([text][speech], loss on speech)."""
+    def task_loss(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                  text_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Teacher-forced ASR ([speech][text], loss on text) or TTS ([text][speech], loss on speech): summed
+        nll, correct predictions and count of the target segment."""
         speech_seg, text_seg = Segment("speech", speech, speech_lengths), Segment("text", text, text_lengths)
         if task == "asr":
             order = [speech_seg, text_seg]
@@ -207,11 +208,12 @@ class ZipperModel(nn.Module):
             raise ValueError(f"unknown task '{task}'")
         target = order[1]
         logits = self.forward_segments(order, logits_for={1})[1].logits[:, :-1]  # (B, T-1, V)
-        nll, correct, count = next_token_loss(logits, target.tokens, target.lengths)
-        loss = nll / count.clamp(min=1)
-        acc = (correct / count.clamp(min=1)).detach()
-        stats = {"loss": loss.detach(), "acc": acc, f"{task}_loss": loss.detach(), f"{task}_acc": acc}
-        return loss, stats, count.detach()
+        return next_token_loss(logits, target.tokens, target.lengths)
+
+    def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                text_lengths: torch.Tensor, measure_gain: bool = False, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
+        """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain)."""
+        return task_forward(self.task_loss, task, speech, speech_lengths, text, text_lengths, measure_gain)
 
     def optimizer_groups(self, lr: float) -> list[dict]:
         """Gates at lr * gate_lr_scale: a zero-initialised scalar gate opens only as fast as its learning rate

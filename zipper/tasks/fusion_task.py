@@ -84,12 +84,14 @@ class PairedBatches:
     """BatchSource of (task, indices): one task per batch, length-bucketed on speech + text length."""
 
     def __init__(self, data: PairedData, tasks: dict[str, float], text_pad: int, batch_bins: int, seed: int,
-                 shuffle: bool, max_batch_size: int = 0, rank: int = 0, world_size: int = 1):
+                 shuffle: bool, max_batch_size: int = 0, rank: int = 0, world_size: int = 1,
+                 measure_gain: bool = False):
         unknown = set(tasks) - set(TASKS)
         if unknown or not tasks:
             raise ValueError(f"--tasks must weight some of {TASKS}, got {tasks}")
         self.data, self.tasks, self.text_pad = data, dict(tasks), text_pad
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
+        self.measure_gain = measure_gain  # validation: also score mismatched pairs (zipper.models.audio_gain)
         lengths = [len(s) + len(t) for s, t in zip(data.speech, data.text)]
         self.sampler = LengthBatchSampler(lengths, batch_bins, seed, shuffle, max_batch_size)
 
@@ -110,7 +112,7 @@ class PairedBatches:
         speech, speech_lengths = pad_batch([self.data.speech[i] for i in indices], PAD)
         text, text_lengths = pad_batch([self.data.text[i] for i in indices], self.text_pad)
         return {"task": task, "speech": speech, "speech_lengths": speech_lengths, "text": text,
-                "text_lengths": text_lengths}
+                "text_lengths": text_lengths, "measure_gain": self.measure_gain}
 
 
 def build_model(args) -> tuple[torch.nn.Module, Any]:

@@ -184,7 +184,10 @@ class Trainer:
 
     def __init__(self, args, model: nn.Module, train: BatchSource, valid: BatchSource,
                  on_epoch_end: Optional[Callable[[int, dict], None]] = None,
-                 on_log: Optional[Callable[[int], None]] = None):
+                 on_log: Optional[Callable[[int], None]] = None,
+                 epoch_extras: Optional[Callable[[], dict]] = None):
+        """on_epoch_end(epoch, stats) after an epoch is saved; on_log(step) with every log line;
+        epoch_extras() -> more entries of an epoch's history record (e.g. a fused model's gates)."""
         self.args = args
         self.output_dir = Path(args.output_dir)
         self.rank = int(os.environ.get("RANK", 0))
@@ -196,6 +199,7 @@ class Trainer:
         self.train, self.valid = train, valid
         self.on_epoch_end = on_epoch_end
         self.on_log = on_log
+        self.epoch_extras = epoch_extras
         self.optimizer = build_optimizer(args, self.model)
         args.total_steps = self.total_steps()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(args))
@@ -375,6 +379,8 @@ class Trainer:
             valid_stats = with_perplexity(self.validate())
             stats = {"epoch": self.state.epoch, "train": train_stats, "valid": valid_stats,
                      "seconds": round(time.time() - begin, 1), "step": self.state.step}
+            if self.epoch_extras:
+                stats.update(self.epoch_extras())
             self.state.history.append(stats)
             logger.info("epoch %d done in %.0f s: train %s | valid %s", self.state.epoch, stats["seconds"],
                         fmt(train_stats), fmt(valid_stats))

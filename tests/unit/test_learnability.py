@@ -1,0 +1,112 @@
+"""A fused model must be seen to learn from the other modality, not only to lower its loss.
+
+A debug-size Zipper (and the baseline) learns eight ASR + TTS pairs whose targets only the other modality can
+tell apart; its audio gain (loss on mismatched pairs minus loss on matched pairs, zipper.models.audio_gain) must
+then be clearly positive.  The same training with the cross-attention output zeroed by hand must leave the gain
+at zero: "trains but learns nothing" cannot land unseen.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from zipper.models.gated_cross_attention import GatedCrossAttention
+from zipper.models.lm import TowerLM
+from zipper.models.tower import DecoderTower, TowerConfig
+from zipper.models.vocab_expansion import VocabExpansionModel
+from zipper.models.zipper import ZipperModel
+from zipper.tokens.token_list import BOS, EOS, NUM_SPECIAL, PAD
+
+N_PAIRS, LENGTH, N_WORDS = 32, 6, 8
+TEXT_VOCAB = SPEECH_VOCAB = NUM_SPECIAL + N_WORDS
+
+
+def pairs(seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random (speech, text) pairs where text word i is a fixed function of speech unit i, as in read speech: the
+    text alone says nothing of its next word (it is random), the speech says all of it, in order."""
+    words_of_unit = torch.randperm(N_WORDS, generator=torch.Generator().manual_seed(99)) + NUM_SPECIAL
+    g = torch.Generator().manual_seed(seed)  # unit k is read as word words_of_unit[k], the same in every draw
+    units = torch.randint(0, N_WORDS, (N_PAIRS, LENGTH), generator=g)
+    frame = (lambda x: torch.cat([torch.full((N_PAIRS, 1), BOS), x, torch.full((N_PAIRS, 1), EOS)], dim=1))
+    lengths = torch.full((N_PAIRS,), LENGTH + 2)
+    return {"speech": frame(units + NUM_SPECIAL), "speech_lengths": lengths, "text": frame(words_of_unit[units]),
+            "text_lengths": lengths}
+
+
+def pretrained_tower(vocab: int, tokens: torch.Tensor, lengths: torch.Tensor, steps: int = 60) -> DecoderTower:
+    """A tower pre-trained on its own modality of the pairs alone (the paper's unpaired pre-training in small):
+    it learns the sequences' shape, but not which one follows - that takes the other modality."""
+    tower = DecoderTower(TowerConfig(vocab_size=vocab, d_model=32, n_layers=2, n_heads=4, dropout=0.0))
+    lm = TowerLM(tower)
+    optimizer = torch.optim.Adam(lm.parameters(), lr=3e-3)
+    for _ in range(steps):
+        loss = lm(tokens, lengths)[0]
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    return tower
+
+
+def fused(kind: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    batch = pairs(seed=1)  # unpaired pre-training data: other sentences than the aligned pairs
+    text = pretrained_tower(TEXT_VOCAB, batch["text"], batch["text_lengths"])
+    if kind == "baseline":
+        tokenizer = type("Tok", (), {"bos_id": BOS, "eos_id": EOS, "pad_id": PAD})()
+        return VocabExpansionModel(text, tokenizer, n_units=SPEECH_VOCAB - NUM_SPECIAL)
+    speech = pretrained_tower(SPEECH_VOCAB, batch["speech"], batch["speech_lengths"])
+    return ZipperModel({"text": text, "speech": speech}, {"text": 1, "speech": 1}, cross_heads=4,
+                       projection="linear", input_projection=["text", "speech"], freeze=["text"],
+                       gate_lr_scale=10.0)
+
+
+def train_and_measure(model: torch.nn.Module, steps: int = 120) -> dict[str, float]:
+    """Adam on both tasks of the eight pairs; then the validation statistics of each task, gains included."""
+    batch = pairs()
+    groups = (model.optimizer_groups(3e-3) if hasattr(model, "optimizer_groups")
+              else [{"params": [p for p in model.parameters() if p.requires_grad]}])
+    optimizer = torch.optim.Adam(groups, lr=3e-3)
+    model.train()
+    for _ in range(steps):
+        for task in ("asr", "tts"):
+            loss, _, _ = model(task, **batch)
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    model.eval()
+    stats: dict[str, float] = {}
+    with torch.no_grad():
+        for task in ("asr", "tts"):
+            stats.update({k: float(v) for k, v in model(task, **batch, measure_gain=True)[1].items()
+                          if k.startswith(task)})
+    return stats
+
+
+def zero_cross_attention(monkeypatch) -> None:
+    """Fusion that passes nothing: every gated cross-attention layer returns its input."""
+    monkeypatch.setattr(GatedCrossAttention, "forward", lambda self, y, *a, **kw: y)
+
+
+@pytest.mark.parametrize("kind", ["zipper", "baseline"])
+def test_fused_model_learns_to_use_the_other_modality(kind):
+    stats = train_and_measure(fused(kind))
+    for task in ("asr", "tts"):
+        assert stats[f"{task}_acc"] > 0.9 and stats[f"{task}_loss"] < 1.0, stats  # it learned the pairs ...
+        assert stats[f"{task}_gain"] > 0.5, stats  # ... from the other modality (chance: ln 8 = 2.08 nats)
+        assert stats[f"{task}_loss_mismatched"] == pytest.approx(stats[f"{task}_loss"] + stats[f"{task}_gain"])
+
+
+def test_zipper_with_zeroed_cross_attention_shows_no_gain(monkeypatch):
+    zero_cross_attention(monkeypatch)
+    stats = train_and_measure(fused("zipper"))
+    for task in ("asr", "tts"):
+        assert abs(stats[f"{task}_gain"]) < 1e-6, stats  # the check above would fail
+    assert stats["asr_loss"] > 1.5, stats  # the frozen text tower cannot learn the words without the speech
+
+
+def test_gain_is_zero_for_a_batch_of_one():
+    model = fused("zipper").eval()
+    batch = {k: v[:1] for k, v in pairs().items()}
+    stats = model("asr", **batch, measure_gain=True)[1]
+    assert "asr_gain" not in stats  # a single row has no other row to be mismatched with
