@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import gzip
 import shutil
 from pathlib import Path
@@ -229,6 +230,16 @@ def test_build_pool_deduplicates_and_drops_rare_words(tmp_path):
     rare_pool, rare_stats = ts.build_pool(["fortunes", "wordnet", "gcide"], paths, min_word_count=2)
     assert len(rare_pool) < len(pool) and sum(rare_stats.rare.values()) == len(pool) - len(rare_pool)
     assert all(s.source in ("fortunes", "wordnet", "gcide") for s in rare_pool)
+
+
+def test_build_pool_closed_vocabulary(tmp_path):
+    paths = fake_sources(tmp_path)
+    pool, _ = ts.build_pool(["fortunes", "wordnet", "gcide"], paths, min_word_count=1)
+    counts = collections.Counter(w for s in pool for w in s.norm.split())
+    top = set(sorted(counts, key=lambda w: (-counts[w], w))[:70])
+    small, stats = ts.build_pool(["fortunes", "wordnet", "gcide"], paths, min_word_count=1, max_vocab=70)
+    assert small == [s for s in pool if set(s.norm.split()) <= top]  # exactly the sentences within the top 70
+    assert 0 < len(small) < len(pool) and sum(stats.rare.values()) == len(pool) - len(small)
 
 
 def test_pool_round_trips(tmp_path):

@@ -82,6 +82,8 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max_words", type=positive_int, default=20, help="longest sentence kept (words)")
     parser.add_argument("--min_word_count", type=positive_int, default=2,
                         help="drop sentences with a word seen fewer times than this in the whole pool")
+    parser.add_argument("--max_vocab", type=non_negative_int, default=0,
+                        help="keep only sentences whose words are all among the N most frequent of the pool (0: all)")
     # voices
     parser.add_argument("--engines", type=comma_list, default=list(voices.ENGINES),
                         help=f"synthesizers, comma-separated, from {','.join(voices.ENGINES)}")
@@ -146,6 +148,8 @@ def load_or_build_pool(args: argparse.Namespace) -> list[text_sources.Sentence]:
     paths = SourcePaths(args.fortune_dir, args.gcide, args.wordnet_dir, args.bible_cmd)
     meta = {"version": text_sources.EXTRACTION_VERSION, "sources": args.sources, "paths": asdict(paths),
             "min_words": args.min_words, "max_words": args.max_words, "min_word_count": args.min_word_count}
+    if args.max_vocab:  # (absent when 0, so that pools cached before the option existed stay valid)
+        meta["max_vocab"] = args.max_vocab
     if not args.force and pool_path.is_file() and meta_path.is_file():
         cached = json.loads(meta_path.read_text(encoding="utf-8"))
         if cached.get("build") == meta:
@@ -155,7 +159,7 @@ def load_or_build_pool(args: argparse.Namespace) -> list[text_sources.Sentence]:
         logger.info("sentence pool cache %s was built with other options; rebuilding", pool_path)
     start = time.time()
     pool, stats = text_sources.build_pool(args.sources, paths, args.min_words, args.max_words,
-                                          args.min_word_count, workers=args.nj)
+                                          args.min_word_count, workers=args.nj, max_vocab=args.max_vocab)
     text_sources.write_pool(pool_path, pool)
     atomic_write_json(meta_path, {"build": meta, "stats": asdict(stats), "size": len(pool),
                                   "seconds": round(time.time() - start, 1)})

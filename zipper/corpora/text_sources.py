@@ -449,10 +449,12 @@ def extract_source(name: str, paths: SourcePaths, min_words: int = 5, max_words:
 
 
 def build_pool(sources: Sequence[str], paths: SourcePaths, min_words: int = 5, max_words: int = 20,
-               min_word_count: int = 2, workers: int = 1) -> tuple[list[Sentence], PoolStats]:
+               min_word_count: int = 2, workers: int = 1, max_vocab: int = 0) -> tuple[list[Sentence], PoolStats]:
     """Every clean sentence of the sources, deduplicated on the transcript (first occurrence wins, sources in
     the given order), without sentences holding a word seen fewer than `min_word_count` times in the pool
-    (typos, foreign and obsolete words, rare names).  Deterministic: file order, no randomness; `workers`
+    (typos, foreign and obsolete words, rare names) and, with `max_vocab` > 0, without sentences holding a word
+    outside the `max_vocab` most frequent words of the pool (ties by spelling): a closed vocabulary that a small
+    recogniser can learn from a few hours of speech.  Deterministic: file order, no randomness; `workers`
     processes parse the sources in parallel."""
     missing = missing_sources(sources, paths)
     if missing:
@@ -479,11 +481,14 @@ def build_pool(sources: Sequence[str], paths: SourcePaths, min_words: int = 5, m
             candidates.append(Sentence(name, norm, spoken))
         stats.raw[name], stats.clean[name], stats.duplicates[name] = raw, len(clean), dup
     counts = collections.Counter(w for s in candidates for w in s.norm.split())
+    vocab = (set(sorted(counts, key=lambda w: (-counts[w], w))[:max_vocab]) if max_vocab > 0 else None)
     pool = []
     for name in sources:
         stats.rare[name] = stats.kept[name] = 0
     for s in candidates:
-        if min_word_count > 1 and any(counts[w] < min_word_count for w in s.norm.split()):
+        words = s.norm.split()
+        if ((min_word_count > 1 and any(counts[w] < min_word_count for w in words))
+                or (vocab is not None and any(w not in vocab for w in words))):
             stats.rare[s.source] += 1
             continue
         stats.kept[s.source] += 1

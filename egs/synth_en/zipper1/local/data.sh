@@ -15,6 +15,7 @@ sources=bible,fortunes,gcide,wordnet   # text sources of the sentence pool (thei
 min_words=5                            # shortest sentence kept (words)
 max_words=20                           # longest sentence kept (words)
 min_word_count=2                       # drop sentences with a word seen fewer times in the whole pool
+max_vocab=0                            # keep sentences whose words are all among the N most frequent (0: all)
 engines=espeak,flite                   # synthesizers
 heldout_voices=8                       # voices heard only in test (at least one per engine)
 flite_share=0.2                        # share of each set's utterances read by flite voices
@@ -49,7 +50,7 @@ start=${SECONDS}
 opts=(--local_dir "${local_dir}" --data_dir "${data_dir}" --wav_dir "${wav_dir}" --seed "${seed}"
       --sources "${sources}" --fortune_dir "${FORTUNES}" --gcide "${GCIDE}" --wordnet_dir "${WORDNET}"
       --bible_cmd "${BIBLE_CMD}" --min_words "${min_words}" --max_words "${max_words}"
-      --min_word_count "${min_word_count}" --engines "${engines}" --heldout_voices "${heldout_voices}"
+      --min_word_count "${min_word_count}" --max_vocab "${max_vocab}" --engines "${engines}" --heldout_voices "${heldout_voices}"
       --flite_share "${flite_share}" --train_text_words "${train_text_words}"
       --train_speech_utts "${train_speech_utts}" --train_paired_utts "${train_paired_utts}"
       --paired_fractions "${paired_fractions}" --dev_utts "${dev_utts}" --test_utts "${test_utts}"
