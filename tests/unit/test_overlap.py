@@ -56,13 +56,13 @@ def test_disjoint_sets_pass_and_criteria_are_separate(tmp_path):
 
 
 def test_pipes_are_compared_as_commands_and_never_run_or_hashed(tmp_path, monkeypatch):
-    monkeypatch.setattr(overlap, "file_digest", lambda path: pytest.fail(f"hashed {path}"))
+    monkeypatch.setattr(overlap, "file_digest", lambda path, limit=None: pytest.fail(f"hashed {path}"))
     assert recording_key("sox  a.flac -t wav - |") == recording_key("sox a.flac -t wav -  |")
     found = find_overlaps({"train": {"s1-1": "sox a.flac -t wav - |"}}, {"dev": {"s2-1": "sox  a.flac -t wav - |"}})
     assert [(o.kind, o.pairs) for o in found] == [("recording", [("s1-1", "s2-1")])]
 
 
-def test_only_files_of_shared_sizes_are_hashed(tmp_path, monkeypatch):
+def test_only_files_of_shared_sizes_are_read_and_only_equal_heads_in_full(tmp_path, monkeypatch):
     train, dev = {}, {}
     for i in range(200):
         (tmp_path / f"t{i}.wav").write_bytes(b"t" * (10 + i))
@@ -70,13 +70,17 @@ def test_only_files_of_shared_sizes_are_hashed(tmp_path, monkeypatch):
     for i in range(3):
         (tmp_path / f"d{i}.wav").write_bytes(b"d" * (1000 + i))
         dev[f"b-{i:03d}"] = str(tmp_path / f"d{i}.wav")
-    (tmp_path / "d9.wav").write_bytes(b"t" * 15)  # the size (and bytes) of t5.wav
-    dev["b-009"] = str(tmp_path / "d9.wav")
-    hashed = []
+    (tmp_path / "d8.wav").write_bytes(b"x" * 16)  # the size of t6.wav, other bytes
+    (tmp_path / "d9.wav").write_bytes(b"t" * 15)  # the size and bytes of t5.wav
+    dev["b-008"], dev["b-009"] = str(tmp_path / "d8.wav"), str(tmp_path / "d9.wav")
+    reads = []
     real = overlap.file_digest
-    monkeypatch.setattr(overlap, "file_digest", lambda path: hashed.append(Path(path).name) or real(path))
+    monkeypatch.setattr(overlap, "file_digest",
+                        lambda path, limit=None: reads.append((Path(path).name, limit)) or real(path, limit))
     found = find_overlaps({"train": train}, {"dev": dev})
-    assert sorted(hashed) == ["d9.wav", "t5.wav"]
+    head = overlap.HEAD_BYTES
+    assert len(reads) == 6 and set(reads) == {("d8.wav", head), ("t6.wav", head),  # sizes match, heads differ
+                                              ("d9.wav", head), ("t5.wav", head), ("d9.wav", None), ("t5.wav", None)}
     assert [(o.kind, o.pairs) for o in found] == [("audio content", [("a-005", "b-009")])]
     assert find_overlaps({"train": train}, {"dev": dev}, hash_audio=False) == []
 

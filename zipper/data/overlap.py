@@ -11,10 +11,11 @@ every recipe checks its training sets against its evaluation sets and refuses an
     string with whitespace normalised, since running every command to compare outputs would be slow and may
     have side effects;
   * audio content (optional, on by default): the same bytes under different paths (a copied speaker
-    directory).  Only files on disk are hashed (pipe commands are not), and only those whose size is shared by
-    a training file and an evaluation file: files of different sizes cannot be equal, so on a real corpus
-    almost nothing is read, and 10k files cost one `stat` each.  Files that cannot be read are skipped here
-    (validate_data_dir --check_audio reports those).
+    directory).  Only files on disk are hashed (pipe commands are not).  Files of different sizes cannot be
+    equal, so each file costs one `stat`; only files whose size is shared by a training file and an evaluation
+    file have their first 4 KiB hashed (a FLAC header holds the MD5 of its audio; a WAV's first samples), and
+    only those that still match across the two sets are hashed in full.  A corpus of 10k files is checked in
+    about a second.  Files that cannot be read are skipped here (validate_data_dir --check_audio reports them).
 
 Text-only sets (unpaired text) have no recordings; their ids are compared like any other, and the
 unpaired-text preparation drops dev/test transcripts itself.
@@ -36,6 +37,7 @@ logger = logging.getLogger(__name__)
 
 MAX_OFFENDERS = 5  # examples named per overlapping pair of sets
 HASH_CHUNK = 1 << 20
+HEAD_BYTES = 4096  # read first for files of equal size: distinct recordings nearly always differ there already
 
 
 class OverlapError(DataDirError):
@@ -68,13 +70,16 @@ def recording_key(wav_value: str) -> str:
     return "path:" + os.path.realpath(value)
 
 
-def file_digest(path: str) -> str | None:
-    """blake2b of the file's bytes, or None when it cannot be read."""
+def file_digest(path: str, limit: int | None = None) -> str | None:
+    """blake2b of the file's bytes (of its first `limit` bytes when given), or None when it cannot be read."""
     h = hashlib.blake2b(digest_size=20)
     try:
         with open(path, "rb") as f:
-            while chunk := f.read(HASH_CHUNK):
-                h.update(chunk)
+            if limit is not None:
+                h.update(f.read(limit))
+            else:
+                while chunk := f.read(HASH_CHUNK):
+                    h.update(chunk)
     except OSError:
         return None
     return h.hexdigest()
@@ -112,14 +117,24 @@ def find_overlaps(train_sets: Mapping[str, Mapping[str, str]], eval_sets: Mappin
     overlaps: list[Overlap] = []
     rec_keys = {name: {u: recording_key(v) for u, v in s.items() if v} for name, s in
                 {**train_sets, **eval_sets}.items()}
-    digests: dict[str, str | None] = {}  # resolved path -> digest (a file in several sets is read once)
+    digests: dict[tuple[str, bool], str | None] = {}  # (resolved path, head only) -> digest: each read once
     sizes = {name: _file_sizes(s) for name, s in {**train_sets, **eval_sets}.items()} if hash_audio else {}
 
-    def digest_of(value: str) -> str | None:
+    def digest_of(value: str, head: bool) -> str | None:
         path = os.path.realpath(value.strip())
-        if path not in digests:
-            digests[path] = file_digest(path)
-        return digests[path]
+        if (path, head) not in digests:
+            digests[path, head] = file_digest(path, HEAD_BYTES if head else None)
+        return digests[path, head]
+
+    def narrow(keys: Mapping[str, object], other: Mapping[str, object], files: Mapping[str, str], head: bool
+               ) -> dict[str, tuple[object, str]]:
+        """{utt: (previous key, digest)} of the utterances whose previous key is also among `other`'s."""
+        shared = set(keys.values()) & set(other.values())
+        out = {}
+        for utt, key in keys.items():
+            if key in shared and (digest := digest_of(files[utt], head)) is not None:
+                out[utt] = (key, digest)
+        return out
 
     for train_name, train in train_sets.items():
         for eval_name, evals in eval_sets.items():
@@ -133,15 +148,13 @@ def find_overlaps(train_sets: Mapping[str, Mapping[str, str]], eval_sets: Mappin
                 overlaps.append(Overlap(train_name, eval_name, "recording", same_rec))
             if not hash_audio:
                 continue
-            common_sizes = set(sizes[train_name].values()) & set(sizes[eval_name].values())
-            if not common_sizes:
-                continue
-            train_digests = {u: d for u, n in sizes[train_name].items() if n in common_sizes
-                             if (d := digest_of(train[u])) is not None}
-            eval_digests = {u: d for u, n in sizes[eval_name].items() if n in common_sizes
-                            if (d := digest_of(evals[u])) is not None}
+            train_keys: Mapping[str, object] = sizes[train_name]
+            eval_keys: Mapping[str, object] = sizes[eval_name]
+            for head in (True, False):  # size -> (size, first 4 KiB) -> (.., whole file), each on fewer files
+                train_keys, eval_keys = (narrow(train_keys, eval_keys, train, head),
+                                         narrow(eval_keys, train_keys, evals, head))
             already = set(same_rec)
-            same_bytes = [p for p in _shared(train_digests, eval_digests) if p not in already]
+            same_bytes = [p for p in _shared(train_keys, eval_keys) if p not in already]
             if same_bytes:
                 overlaps.append(Overlap(train_name, eval_name, "audio content", same_bytes))
     return overlaps
