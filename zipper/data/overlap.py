@@ -29,7 +29,7 @@ import os
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import Hashable, Iterable, Mapping, Sequence
 
 from zipper.data.kaldi_dir import DataDirError, read_kv
 
@@ -98,9 +98,9 @@ def _file_sizes(recordings: Mapping[str, str]) -> dict[str, int]:
     return sizes
 
 
-def _shared(train_keys: Mapping[str, str], eval_keys: Mapping[str, str]) -> list[tuple[str, str]]:
+def _shared(train_keys: Mapping[str, Hashable], eval_keys: Mapping[str, Hashable]) -> list[tuple[str, str]]:
     """(train utt, eval utt) pairs whose keys are equal, sorted; {utt: key} on both sides."""
-    by_key: dict[str, list[str]] = defaultdict(list)
+    by_key: dict[Hashable, list[str]] = defaultdict(list)
     for utt, key in eval_keys.items():
         by_key[key].append(utt)
     return sorted((t, e) for t, key in train_keys.items() for e in by_key.get(key, ()))
@@ -126,8 +126,8 @@ def find_overlaps(train_sets: Mapping[str, Mapping[str, str]], eval_sets: Mappin
             digests[path, head] = file_digest(path, HEAD_BYTES if head else None)
         return digests[path, head]
 
-    def narrow(keys: Mapping[str, object], other: Mapping[str, object], files: Mapping[str, str], head: bool
-               ) -> dict[str, tuple[object, str]]:
+    def narrow(keys: Mapping[str, Hashable], other: Mapping[str, Hashable], files: Mapping[str, str], head: bool
+               ) -> dict[str, tuple[Hashable, str]]:
         """{utt: (previous key, digest)} of the utterances whose previous key is also among `other`'s."""
         shared = set(keys.values()) & set(other.values())
         out = {}
@@ -148,8 +148,8 @@ def find_overlaps(train_sets: Mapping[str, Mapping[str, str]], eval_sets: Mappin
                 overlaps.append(Overlap(train_name, eval_name, "recording", same_rec))
             if not hash_audio:
                 continue
-            train_keys: Mapping[str, object] = sizes[train_name]
-            eval_keys: Mapping[str, object] = sizes[eval_name]
+            train_keys: Mapping[str, Hashable] = sizes[train_name]
+            eval_keys: Mapping[str, Hashable] = sizes[eval_name]
             for head in (True, False):  # size -> (size, first 4 KiB) -> (.., whole file), each on fewer files
                 train_keys, eval_keys = (narrow(train_keys, eval_keys, train, head),
                                          narrow(eval_keys, train_keys, evals, head))
