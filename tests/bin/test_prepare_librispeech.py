@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,9 @@ import pytest
 
 from fake_corpora import librispeech_transcript, make_librilight, make_librispeech, make_lm_text
 from zipper.bin import prepare_librispeech
+from zipper.corpora.librispeech import CorpusError
 from zipper.data.kaldi_dir import read_kv, validate_data_dir
+from zipper.data.overlap import OverlapError
 
 REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs" / "librispeech" / "zipper1"
@@ -137,3 +140,37 @@ def test_data_sh_options():
         assert option in out.stdout
     out = data_sh(["--no_such_option", "1"])
     assert out.returncode == 1 and "unknown option" in out.stderr
+
+
+def test_a_speaker_in_training_and_dev_is_refused_unless_allowed(tmp_path):
+    fake = make_librispeech(tmp_path / "LibriSpeech", {"train-clean-100": {"19": {"198": 3}},
+                                                       "train-clean-360": {"14": {"208": 3}},
+                                                       "dev-clean": {"84": {"121123": 3}},
+                                                       "test-clean": {"61": {"70968": 2}}})
+    shutil.copytree(fake.root / "dev-clean" / "84", fake.root / "train-clean-100" / "84")
+    data = tmp_path / "data"
+    args = ["--librispeech", str(fake.root), "--train_subsets", "train-clean-100", "--out_dir", str(data),
+            "--nj", "1"]
+    with pytest.raises(CorpusError) as err:
+        prepare_librispeech.main(args)
+    message = str(err.value)
+    assert ("training set LibriSpeech train-clean-100 (training) and evaluation set LibriSpeech dev-clean (dev) "
+            "share 3 utterance ids: '84-121123-0000', '84-121123-0001', '84-121123-0002'") in message
+    assert "--allow_overlap true" in message
+    assert not data.exists()  # refused before anything was written
+
+    # data.sh: the same refusal; with --allow_overlap true a warning, and the final validation (which also
+    # compares audio contents) lets it pass too
+    out = data_sh(["--data_dir", str(data), "--train_subsets", "train-clean-100", "--nj", "1"],
+                  LIBRISPEECH=fake.root)
+    assert out.returncode == 1 and "share 3 utterance ids" in out.stderr and "Traceback" not in out.stderr
+    out = data_sh(["--data_dir", str(data), "--train_subsets", "train-clean-100", "--nj", "1",
+                   "--allow_overlap", "true"], LIBRISPEECH=fake.root)
+    assert out.returncode == 0, out.stderr
+    assert "allowed by --allow_overlap" in out.stderr
+    assert f"training set {data}/train_paired_100pct and evaluation set {data}/dev share 3 identical audio files" \
+        in out.stderr
+    # the validation alone refuses the sets that were written
+    with pytest.raises(OverlapError, match=f"training set {data / 'train_speech'} and evaluation set {data / 'dev'} "
+                                           "share 3 utterance ids"):
+        validate_data_dir(data / "train_speech", need_text=False, disjoint_from=[data / "test", data / "dev"])

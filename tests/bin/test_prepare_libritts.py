@@ -11,6 +11,7 @@ import pytest
 
 from fake_corpora import FakeCorpus, make_libritts, make_lm_text
 from zipper.bin import prepare_libritts
+from zipper.corpora.librispeech import CorpusError
 from zipper.data.kaldi_dir import read_kv, validate_data_dir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,3 +97,17 @@ def test_data_sh_names_the_db_sh_variable(tmp_path):
     assert out.returncode == 1 and "is not a directory: set it in db.sh" in out.stderr
     out = data_sh(["--help"])
     assert out.returncode == 0 and "--exclude_utts" in out.stdout and "--train_subsets" in out.stdout
+
+
+def test_a_training_subset_used_as_test_is_refused_unless_allowed(fake, tmp_path):
+    lm = tmp_path / "lm.txt"
+    make_lm_text(lm, extra=5)
+    args = ["--libritts", str(fake.root), "--lm_text", str(lm), "--out_dir", str(tmp_path / "data"), "--nj", "1",
+            "--train_subsets", "train-clean-100", "--test_subset", "train-clean-100", "--paired_fractions", "1.0"]
+    first = fake.ids("train-clean-100")[0]
+    with pytest.raises(CorpusError, match=f"training set LibriTTS train-clean-100 \\(training\\) and evaluation set "
+                                          f"LibriTTS train-clean-100 \\(test\\) share \\d+ utterance ids: '{first}'"):
+        prepare_libritts.main(args)
+    assert not (tmp_path / "data").exists()
+    prepare_libritts.main(args + ["--allow_overlap", "true"])
+    assert list(read_kv(tmp_path / "data" / "test" / "utt2spk")) == fake.ids("train-clean-100")

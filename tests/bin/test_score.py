@@ -170,3 +170,47 @@ def test_show_results_fused_table_has_the_audio_gain(tmp_path):
     text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "RESULTS.md")])
     assert "|valid loss|ASR loss|TTS loss|ASR gain|TTS gain|" in text
     assert "|text|2.50|3.00|2.00|1.25|0.50|" in text
+
+
+def write_per_utt(score_dir: Path, errors: list[int], words: int = 10) -> float:
+    """per_utt.tsv as score.py writes it (utterances u-0, u-1, ... of `words` words); returns the WER."""
+    rows = ["utt\tref_words\terrors\tsub\tdel\tins"] + [f"u-{i}\t{words}\t{e}\t{e}\t0\t0" for i, e in enumerate(errors)]
+    (score_dir / "per_utt.tsv").write_text("\n".join(rows) + "\n")
+    return 100 * sum(errors) / (words * len(errors))
+
+
+def test_show_results_study_intervals_and_significance(tmp_path):
+    from zipper.scoring.significance import bootstrap_wer_interval
+
+    exp = tmp_path / "exp"
+    # per-utterance errors (8 utterances of 10 words): (ASR, TTS) of each system at each fraction
+    errors = {
+        (10, "zipper_s"): ([1] * 8, [6] * 8),  # ASR better than the baseline on every utterance; TTS worse
+        (10, "vocabexp_s"): ([5] * 8, [2] * 8),
+        (100, "zipper_s"): ([1, 2] * 4, [3] * 8),  # ASR: as many wins as losses; TTS: the same as the baseline
+        (100, "vocabexp_s"): ([2, 1] * 4, [3] * 8),
+    }
+    for (pct, system), (asr_errors, tts_errors) in errors.items():
+        name = f"{system}_train_paired_{pct}pct"
+        fake_fusion_exp(exp, name, f"train_paired_{pct}pct", ["text"] if system.startswith("zipper") else [],
+                        100 * sum(asr_errors) / 80, 100 * sum(tts_errors) / 80)
+        write_per_utt(exp / name / "decode_asr_decode" / "test" / "score_wer", asr_errors)
+        write_per_utt(exp / name / "decode_tts_decode" / "test" / "score_unit_gold", tts_errors)
+    out = tmp_path / "RESULTS.md"
+    text = show_results.main(["--exp_root", str(exp), "--output", str(out)])
+    # the same WER on every utterance: a zero-width interval.  8 of 8 utterances better: exact two-sided
+    # p = 2 / 2^8 < 0.05 (*↓); 4 better and 4 worse by the same amount: p = 1 (n.s.)
+    low, high = bootstrap_wer_interval([1, 2] * 4, [10] * 8)
+    assert 10 < low < 15 < high < 20
+    assert f"|ASR|test|`zipper_s`|10.00 [10.00, 10.00] *↓|15.00 [{low:.2f}, {high:.2f}] n.s.|" in text
+    low, high = bootstrap_wer_interval([2, 1] * 4, [10] * 8)
+    assert f"|ASR|test|`vocabexp_s`|50.00 [50.00, 50.00]|15.00 [{low:.2f}, {high:.2f}]|" in text
+    assert "|TTS|test|`zipper_s`|60.00 [60.00, 60.00] *↑|30.00 [30.00, 30.00] n.s.|" in text
+    assert "|TTS|test|`vocabexp_s`|20.00 [20.00, 20.00]|30.00 [30.00, 30.00]|" in text
+    assert "Each WER with its 95 % bootstrap interval (1000 resamples" in text
+    assert "`*↓` / `*↑`: WER significantly lower / higher than the single-decoder baseline (`vocabexp_s`)" in text
+    assert (tmp_path / "images" / "wer_vs_aligned.png").read_bytes()[:4] == b"\x89PNG"
+    # a cell without per-utterance scores (scored before per_utt.tsv existed) shows its WER alone, unmarked
+    (exp / "zipper_s_train_paired_100pct" / "decode_asr_decode" / "test" / "score_wer" / "per_utt.tsv").unlink()
+    text = show_results.main(["--exp_root", str(exp), "--output", str(out)])
+    assert "|ASR|test|`zipper_s`|10.00 [10.00, 10.00] *↓|15.00|" in text

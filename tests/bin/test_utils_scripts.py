@@ -231,6 +231,20 @@ def test_validate_data_dir_sh(tmp_path: Path, env_with_utils):
     assert out.returncode == 1 and f"{tmp_path / 'nope'}: data directory does not exist" in out.stderr
 
 
+def test_validate_data_dir_sh_disjoint_from(tmp_path: Path, env_with_utils):
+    train = make_data_dir(tmp_path / "a" / "train")
+    dev = make_data_dir(tmp_path / "a" / "dev")  # the same utterances and recordings
+    out = run(["validate_data_dir.sh", "--disjoint-from", str(dev), str(train)], env_with_utils, tmp_path)
+    assert out.returncode == 1 and "Traceback" not in out.stderr
+    assert f"training set {train} and evaluation set {dev} share 2 utterance ids: 'spk1-a', 'spk2-b'" in out.stderr
+    out = run(["validate_data_dir.sh", f"--disjoint-from={dev}", "--allow-overlap", str(train)], env_with_utils,
+              tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "share 2 recordings" in out.stderr and "allowed by --allow_overlap" in out.stderr
+    out = run(["validate_data_dir.sh", "--help"], env_with_utils, tmp_path)
+    assert "--disjoint-from <dir>" in out.stdout and "--allow-overlap" in out.stdout
+
+
 def test_validate_data_dir_sh_usage(tmp_path: Path, env_with_utils):
     out = run(["validate_data_dir.sh", "--help"], env_with_utils, tmp_path)
     assert out.returncode == 0

@@ -175,11 +175,12 @@ def test_stages_1_to_12_then_rerun_is_a_noop(tmp_path):
     for pct in ("1pct", "10pct", "100pct"):
         for system in ("zipper_debug", "zipper_debug_frozen", "vocabexp_debug"):
             scored = exp / f"{system}_train_paired_{pct}" / "decode_asr_decode_debug" / "test" / "score_wer"
-            assert (scored / "result.txt").exists(), scored
+            assert (scored / "result.txt").exists() and (scored / "per_utt.tsv").exists(), scored
     assert (exp / "zipper_debug_no_text_inproj_train_paired_100pct" / "decode_tts_decode_debug" / "test" /
             "score_unit_gold" / "score.json").exists()
     results = (recipe / "RESULTS.md").read_text()
     assert "## Data-efficiency study" in results and "|ASR|test|`zipper_debug_frozen`|" in results
+    assert "95 % bootstrap interval" in results and "Wilcoxon signed-rank" in results
     assert "./run_study.sh" in results or "study.sh" in results
     assert (recipe / "images" / "wer_vs_aligned.png").read_bytes()[:4] == b"\x89PNG"
 

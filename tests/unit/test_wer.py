@@ -56,3 +56,16 @@ def test_alignment_format_marks_errors():
     _, alignments = align({"u": "a b c"}, {"u": "a x"})
     text = format_alignment(alignments[0])
     assert "REF:  a B C  \n" in text and "HYP:  a X ***\n" in text and "Eval:   S D  \n" in text
+
+
+def test_per_utterance_counts_file(tmp_path):
+    from zipper.scoring.wer import read_per_utt
+
+    write_scoring(tmp_path, "test", {"a-1": "the cat sat", "a-2": "on the mat"}, {"a-1": "the cat sat down",
+                                                                                   "a-2": "on a"})
+    assert (tmp_path / "per_utt.tsv").read_text() == ("utt\tref_words\terrors\tsub\tdel\tins\n"
+                                                      "a-1\t3\t1\t0\t0\t1\n" "a-2\t3\t2\t1\t1\t0\n")
+    assert read_per_utt(tmp_path / "per_utt.tsv") == {"a-1": (3, 1), "a-2": (3, 2)}
+    (tmp_path / "per_utt.tsv").write_text("utt\tref_words\terrors\tsub\tdel\tins\na-1\t3\tx\t0\t0\t1\n")
+    with pytest.raises(ValueError, match=r"per_utt.tsv:2: expected 6 tab-separated fields"):
+        read_per_utt(tmp_path / "per_utt.tsv")

@@ -60,6 +60,9 @@ def add_common_options(parser: argparse.ArgumentParser, train_subsets: Sequence[
     parser.add_argument("--nj", type=positive_int, default=4,
                         help="processes reading audio headers for utt2dur")
     parser.add_argument("--force", type=str2bool, default=False, help="redo sets that are already prepared")
+    parser.add_argument("--allow_overlap", type=str2bool, default=False,
+                        help="only warn (instead of failing) when a training subset shares utterances or "
+                             "recordings with an evaluation subset")
 
 
 def options_from_args(args: argparse.Namespace) -> PrepOptions:
@@ -82,6 +85,7 @@ def options_from_args(args: argparse.Namespace) -> PrepOptions:
         max_text_sentences=args.max_text_sentences,
         nj=args.nj,
         force=args.force,
+        allow_overlap=args.allow_overlap,
     )
 
 

@@ -1,7 +1,7 @@
 """Stage 12: score one decoding directory (stage 10) against the set's transcripts.
 
 ASR (`text` in the decode dir): word error rate after normalisation, in <decode_dir>/score_wer/
-(result.txt, errs-<set>.txt, recogs-<set>.txt, wer-summary-<set>.txt, score.json).
+(result.txt, errs-<set>.txt, recogs-<set>.txt, wer-summary-<set>.txt, per_utt.tsv, score.json).
 
 TTS (`units.scp`): a judge transcribes what was generated and is scored two ways, as in the paper:
   * "WER gold": against the transcript the units were generated from;

@@ -5,12 +5,15 @@ decode dirs with score_wer/ and score_<judge>_{gold,target}/, judge experiments 
 and writes: the environment, the commands, tower perplexities, fused models (with what fusion cost each
 tower's perplexity), ASR tables in ESPnet's |dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err| form, TTS judge WERs
 with the oracle row, and - when models were trained on several aligned fractions - the data-efficiency table
-and its plot (WER vs aligned fraction, images/wer_vs_aligned.png beside RESULTS.md).
+and its plot (WER vs aligned fraction, images/wer_vs_aligned.png beside RESULTS.md).  Where score.py left
+per-utterance counts (per_utt.tsv), the study shows each WER with a bootstrap 95 % interval and marks each
+Zipper cell by a Wilcoxon signed-rank test against the baseline at the same fraction (zipper/scoring/significance.py).
 Everything is re-derived on every run, so the file always matches the experiment dirs.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime
 import logging
 import re
@@ -19,6 +22,8 @@ from typing import Any, Iterable, Sequence
 
 import yaml
 
+from zipper.scoring.significance import ALPHA, BOOTSTRAP_RESAMPLES, bootstrap_wer_interval, paired_wilcoxon
+from zipper.scoring.wer import PER_UTT_FILE, read_per_utt
 from zipper.utils.atomic import atomic_path, atomic_write_text, read_json
 from zipper.utils.cli import make_parser, parse_and_setup, run_main
 from zipper.utils.log import environment
@@ -246,35 +251,107 @@ def section_tts(fusion: list[dict], exp_root: Path) -> str:
                     oracle_rows + rows))
 
 
+@dataclasses.dataclass
+class StudyCell:
+    """One system at one aligned fraction on one set: its WER, with what the per-utterance scores add."""
+
+    wer: float
+    model: str  # "zipper" or "vocab_expansion" (the baseline)
+    per_utt: dict[str, tuple[int, int]] | None = None  # utt -> (reference words, errors), from per_utt.tsv
+    interval: tuple[float, float] | None = None  # bootstrap 95 % interval of the WER
+    mark: str = ""  # significance against the baseline at the same fraction: "*↓", "*↑", "n.s." or ""
+
+    def text(self) -> str:
+        out = f"{self.wer:.2f}"
+        if self.interval is not None:
+            out += f" [{self.interval[0]:.2f}, {self.interval[1]:.2f}]"
+        return out + (f" {self.mark}" if self.mark else "")
+
+
+BASELINE_MODEL = "vocab_expansion"
+StudyPoints = dict[tuple[str, str, str], dict[float, StudyCell]]  # (task, set, system) -> pct -> cell
+
+
+def study_cell(wer: float, model: str, score_dir: Path) -> StudyCell:
+    """A cell, with its bootstrap interval when score.py left per-utterance counts in score_dir."""
+    path = score_dir / PER_UTT_FILE
+    if not path.exists():  # scored before per_utt.tsv existed: the WER alone
+        return StudyCell(wer, model)
+    per_utt = read_per_utt(path)
+    words, errors = zip(*per_utt.values())
+    return StudyCell(wer, model, per_utt, bootstrap_wer_interval(errors, words))
+
+
+def mark_significance(points: StudyPoints) -> dict[tuple[str, str], str]:
+    """Mark each Zipper cell against the baseline system's cell at the same task, set and fraction (Wilcoxon
+    signed-rank on the per-utterance WERs of the utterances both scored); return (task, set) -> baseline."""
+    baselines: dict[tuple[str, str], str] = {}
+    for (task, s, system), cells in sorted(points.items()):
+        if any(c.model == BASELINE_MODEL for c in cells.values()):
+            baselines.setdefault((task, s), system)  # with several baselines, the first by name
+    for (task, s, system), cells in points.items():
+        baseline = baselines.get((task, s))
+        if baseline is None or baseline == system:
+            continue
+        for pct, cell in cells.items():
+            other = points[(task, s, baseline)].get(pct)
+            if cell.model == BASELINE_MODEL or other is None or cell.per_utt is None or other.per_utt is None:
+                continue
+            utts = sorted(set(cell.per_utt) & set(other.per_utt))
+            if len(utts) < len(cell.per_utt) or len(utts) < len(other.per_utt):
+                logger.warning("%s %s %g%%: %s and %s were scored on different utterances; comparing the %d both "
+                               "have", task, s, pct, system, baseline, len(utts))
+            if not utts:
+                continue
+            _, p, direction = paired_wilcoxon([cell.per_utt[u][1] / cell.per_utt[u][0] for u in utts],
+                                              [other.per_utt[u][1] / other.per_utt[u][0] for u in utts])
+            cell.mark = ("*" + ("↓" if direction < 0 else "↑")) if p < ALPHA and direction else "n.s."
+    return baselines
+
+
 def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: Path) -> str:
-    """Systems trained on several aligned fractions: table and plot of WER against the fraction."""
-    points: dict[tuple[str, str, str], dict[float, float]] = {}  # (task, set, system) -> pct -> WER
+    """Systems trained on several aligned fractions: table and plot of WER against the fraction, each WER with
+    its bootstrap interval and each Zipper cell marked by its significance against the baseline."""
+    points: StudyPoints = {}
     for f in fusion:
         if f["pct"] is None:
             continue
-        asr, tts = f["asr"], f["tts"]
-        for s in asr:
-            points.setdefault(("ASR", s["set"], f["system"]), {})[f["pct"]] = s["wer"]
-        for s in tts:
+        for s in f["asr"]:
+            points.setdefault(("ASR", s["set"], f["system"]), {})[f["pct"]] = study_cell(
+                s["wer"], f["model"], s["decode_dir"] / "score_wer")
+        for s in f["tts"]:
             if s["judge"] == "unit":
-                points.setdefault(("TTS", s["set"], f["system"]), {})[f["pct"]] = s["wer_gold"]
+                points.setdefault(("TTS", s["set"], f["system"]), {})[f["pct"]] = study_cell(
+                    s["wer_gold"], f["model"], s["decode_dir"] / f"score_{s['judge']}_gold")
     sets = sorted({key[1] for key in points})
     wanted = list(test_sets) if test_sets else [s for s in sets if s != "dev"] or sets
     points = {k: v for k, v in points.items() if k[1] in wanted}
     fractions = sorted({p for v in points.values() for p in v})
     if len(fractions) < 2:
         return ""
-    rows = [(task, s, f"`{system}`", *(v.get(p, "-") for p in fractions)) for (task, s, system), v in
-            sorted(points.items())]
+    baselines = mark_significance(points)
+    rows = [(task, s, f"`{system}`", *(v[p].text() if p in v else "-" for p in fractions)) for (task, s, system), v
+            in sorted(points.items())]
+    legend = ""
+    if any(c.interval is not None for v in points.values() for c in v.values()):
+        legend += (f"Each WER with its {100 * (1 - ALPHA):g} % bootstrap interval ({BOOTSTRAP_RESAMPLES} resamples "
+                   "of the utterances, seeded).  ")
+    if any(c.mark for v in points.values() for c in v.values()):
+        named = ", ".join(sorted({f"`{b}`" for b in baselines.values()}))
+        legend += (f"`*↓` / `*↑`: WER significantly lower / higher than the single-decoder baseline ({named}) at "
+                   f"the same fraction (Wilcoxon signed-rank test on per-utterance WER of the same utterances, "
+                   f"p < {ALPHA:g}); `n.s.`: no significant difference.")
     image = out_dir / "images" / "wer_vs_aligned.png"
     plot_study(points, image)
     return ("## Data-efficiency study: WER % vs aligned data\nASR: WER; TTS: unit-judge WER gold.  Columns: % of "
-            "the aligned training set.\n\n"
+            "the aligned training set." + (f"  {legend.strip()}" if legend else "") + "\n\n"
             + table(("task", "set", "system", *(f"{p:g}%" for p in fractions)), rows)
             + f"\n![WER vs aligned fraction]({image.relative_to(out_dir)})\n")
 
 
-def plot_study(points: dict[tuple[str, str, str], dict[float, float]], image: Path) -> None:
+def plot_study(points: StudyPoints, image: Path) -> None:
+    """WER against the aligned fraction (log x), one panel per task and set side by side, one line per system,
+    with the bootstrap intervals as error bars where there are any."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -287,7 +364,10 @@ def plot_study(points: dict[tuple[str, str, str], dict[float, float]], image: Pa
             if (t, s2) != (task, s):
                 continue
             xs = sorted(curve)
-            ax.plot(xs, [curve[x] for x in xs], marker="o", label=system)
+            ys = [curve[x].wer for x in xs]
+            below = [y - curve[x].interval[0] if curve[x].interval else 0.0 for x, y in zip(xs, ys)]
+            above = [curve[x].interval[1] - y if curve[x].interval else 0.0 for x, y in zip(xs, ys)]
+            ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=system)
         ax.set_xscale("log")
         ax.set_xlabel("aligned data (%)")
         ax.set_ylabel("WER (%)")

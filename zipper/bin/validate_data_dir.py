@@ -1,4 +1,8 @@
-"""Check Kaldi data directories (utils/validate_data_dir.sh calls this); exit 1 naming every problem."""
+"""Check Kaldi data directories (utils/validate_data_dir.sh calls this); exit 1 naming every problem.
+
+With --disjoint_from, the dirs checked are training sets and must share no utterance id, recording or audio
+content with the given evaluation sets (zipper/data/overlap.py); --allow_overlap true turns that into a warning.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +24,13 @@ def get_parser():
     parser.add_argument("--check_audio", type=str2bool, default=False,
                         help="also open every recording and check its sample rate")
     parser.add_argument("--fs", type=int, default=None, help="expected sample rate (with --check_audio)")
+    parser.add_argument("--disjoint_from", action="append", default=[], metavar="DIR",
+                        help="an evaluation data dir that must share no utterance id or recording with the dirs "
+                             "checked (training sets); repeat for several")
+    parser.add_argument("--hash_audio", type=str2bool, default=True,
+                        help="with --disjoint_from: also compare audio file contents (only files of equal size are read)")
+    parser.add_argument("--allow_overlap", type=str2bool, default=False,
+                        help="with --disjoint_from: only warn about shared utterances (you know what you do)")
     parser.add_argument("--summary", type=str2bool, default=False,
                         help="print a line per dir on stdout: utterances and hours (or sentences and words)")
     return parser
@@ -41,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_and_setup(get_parser(), argv)
     for d in args.data_dirs:
         n = validate_data_dir(d, need_text=not args.no_text, need_wav=not args.no_wav,
-                              check_audio=args.check_audio, fs=args.fs)
+                              check_audio=args.check_audio, fs=args.fs, disjoint_from=args.disjoint_from,
+                              hash_audio=args.hash_audio, allow_overlap=args.allow_overlap)
         logger.info("%s: ok (%d utterances)", d, n)
         if args.summary:
             print(summary_line(d, n))

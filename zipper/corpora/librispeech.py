@@ -17,6 +17,8 @@ Why some choices:
 - Each set directory is written under a temporary name and renamed, then gets a `.done` marker holding the
   options that made it: a re-run skips finished sets, and refuses (rather than silently keeps) a set made with
   different options unless `force` is given.
+- No training subset (paired or unpaired speech) may share an utterance id or a recording with an evaluation
+  subset (checked before the first set is written; `allow_overlap` turns the error into a warning).
 - The unpaired text never contains a sentence of a dev/test transcript (compared case- and punctuation-
   insensitively), so the text tower cannot have memorised the test set.
 - The LM-text sample is a one-pass reservoir sample (O(k) memory over the 40M-line LM corpus), kept in corpus
@@ -40,6 +42,7 @@ from typing import Callable, Iterable, Iterator, Mapping, Sequence, TypeVar
 
 from zipper.data.audio import AudioError, audio_info
 from zipper.data.kaldi_dir import spk2utt_from_utt2spk, write_kv
+from zipper.data.overlap import find_overlaps, overlap_message
 from zipper.data.subset import fraction_tag, nested_fractions, subset_data_dir
 from zipper.utils.atomic import atomic_path, done_marker, is_done, mark_done
 
@@ -510,6 +513,7 @@ class PrepOptions:
     max_text_sentences: int = 2_000_000  # 0: no limit
     nj: int = 1
     force: bool = False
+    allow_overlap: bool = False  # only warn when a training subset shares utterances/recordings with an eval one
 
 
 PAIRED, TEXT, SPEECH = "paired", "text", "speech"
@@ -527,9 +531,10 @@ def _json_normal(obj: object) -> object:
 class _SetWriter:
     """Skips finished sets, writes the others atomically and marks them done with the options that made them."""
 
-    def __init__(self, out_dir: Path, force: bool):
+    def __init__(self, out_dir: Path, force: bool, before_first_write: Callable[[], None] | None = None):
         self.out_dir = out_dir
         self.force = force
+        self.before_first_write = before_first_write  # a check that must pass before anything is written
 
     def up_to_date(self, name: str, params: Mapping[str, object]) -> bool:
         directory = self.out_dir / name
@@ -551,6 +556,9 @@ class _SetWriter:
 
     def write(self, name: str, params: Mapping[str, object], fill: Callable[[Path], int]) -> int:
         directory = self.out_dir / name
+        if self.before_first_write is not None:
+            check, self.before_first_write = self.before_first_write, None
+            check()
         with atomic_path(directory) as tmp:
             tmp.mkdir()
             count = fill(tmp)
@@ -574,6 +582,22 @@ def _existing(corpus: Corpus, subsets: Sequence[str]) -> tuple[list[str], list[s
 
 def _unique(items: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(items))
+
+
+def check_train_eval_disjoint(corpus: Corpus, train_subsets: Sequence[str], eval_sets: Mapping[str, str],
+                              scan: Callable[[str], list[Utterance]], allow_overlap: bool) -> None:
+    """Refuse (CorpusError) a training subset (paired or unpaired speech) that shares an utterance id or a
+    recording (resolved path) with an evaluation subset, e.g. a speaker directory copied into both, or the same
+    subset named on both sides; with allow_overlap only warn.  This runs on the scans, before anything is
+    written; local/data.sh's final validation also compares audio contents (zipper.data.overlap)."""
+    train = {f"{corpus.name} {s} (training)": {u.utt: u.audio for u in scan(s)} for s in _unique(train_subsets)}
+    evals = {f"{corpus.name} {s} ({set_name})": {u.utt: u.audio for u in scan(s)} for set_name, s in eval_sets.items()}
+    overlaps = find_overlaps(train, evals, hash_audio=False)
+    if not overlaps:
+        return
+    if not allow_overlap:
+        raise CorpusError(overlap_message(overlaps))
+    logger.warning("%s (allowed by --allow_overlap)", overlap_message(overlaps).rsplit("\n", 1)[0])
 
 
 def prepare_sets(corpus: Corpus, opts: PrepOptions) -> list[tuple[str, str]]:
@@ -684,6 +708,11 @@ def prepare_sets(corpus: Corpus, opts: PrepOptions) -> list[tuple[str, str]]:
             found = read_durations(todo, opts.nj)
             durations.update((u.audio, found[u.utt]) for u in todo)
         return {u.utt: durations[u.audio] for u in utts}
+
+    # before the first set is written (a re-run of finished sets scans nothing; data.sh validates them anyway)
+    writer.before_first_write = lambda: check_train_eval_disjoint(
+        corpus, train_subsets + ([] if opts.librilight is not None else speech_subsets), eval_sets, scan,
+        opts.allow_overlap)
 
     made: list[tuple[str, str]] = []
     base = {"corpus": name, **corpus.params, "root": str(root)}

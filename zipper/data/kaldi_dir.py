@@ -238,11 +238,16 @@ def _check_spk2utt(path: Path, spk2utt: dict[str, str], lines: dict[str, int], u
 
 
 def validate_data_dir(data_dir: str | os.PathLike, *, need_text: bool = True, need_wav: bool = True,
-                      check_audio: bool = False, fs: int | None = None) -> int:
+                      check_audio: bool = False, fs: int | None = None,
+                      disjoint_from: Sequence[str | os.PathLike] = (), hash_audio: bool = True,
+                      allow_overlap: bool = False) -> int:
     """Check `data_dir` against the Kaldi contract; return its number of utterances or raise DataDirError.
 
     check_audio: also open every recording (soundfile header only; pipes are run) and check the sample rate
     against `fs` when given.
+    disjoint_from: data dirs (the evaluation sets, when `data_dir` is a training set) that must share no
+    utterance id, recording or (with hash_audio) audio content with it: zipper.data.overlap.check_disjoint,
+    which raises OverlapError naming both sets and the first offenders (a warning with allow_overlap).
     """
     d = Path(data_dir)
     if not d.is_dir():
@@ -322,6 +327,10 @@ def validate_data_dir(data_dir: str | os.PathLike, *, need_text: bool = True, ne
                                 f"{rate} Hz, expected {fs} Hz")
         if problems:
             raise DataDirError(problems)
+    if disjoint_from:
+        from zipper.data.overlap import check_disjoint
+
+        check_disjoint([d], disjoint_from, hash_audio=hash_audio, allow_overlap=allow_overlap)
     return len(utt2spk)
 
 

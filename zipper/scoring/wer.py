@@ -1,5 +1,5 @@
 """Word error rates with jiwer, and the files an sclite/icefall user reads: result.txt, errs-*, recogs-*,
-wer-summary-*.
+wer-summary-*, and per_utt.tsv (per-utterance counts, machine-readable, for significance tests).
 
 Normalisation (configurable) happens before alignment: lower-case and punctuation stripped by default, so that
 "Hello, world." and "hello world" are the same words.  Counts are sclite's: Snt, Wrd (reference words), Corr,
@@ -155,7 +155,40 @@ def write_scoring(out_dir: str | Path, name: str, refs: Mapping[str, str], hyps:
     atomic_write_text(out_dir / f"recogs-{name}.txt", "".join(
         f"{u}:\tref={normalizer(refs[u]).split()}\n{u}:\thyp={normalizer(hyps.get(u, '')).split()}\n" for u in refs))
     atomic_write_text(out_dir / f"wer-summary-{name}.txt", f"settings\tWER\n{name}\t{total.wer:.2f}\n")
+    atomic_write_text(out_dir / PER_UTT_FILE, format_per_utt(alignments))
     return total
+
+
+PER_UTT_FILE = "per_utt.tsv"  # beside result.txt: one row per utterance, for significance tests and intervals
+PER_UTT_HEADER = ("utt", "ref_words", "errors", "sub", "del", "ins")
+
+
+def format_per_utt(alignments: Sequence[Alignment]) -> str:
+    """Tab-separated per-utterance counts with a header line (what zipper.scoring.significance needs: errors and
+    reference words of each utterance, so that two systems can be compared on the same utterances)."""
+    rows = ["\t".join(PER_UTT_HEADER)]
+    rows += [f"{a.utt}\t{a.counts.wrd}\t{a.counts.err}\t{a.counts.sub}\t{a.counts.dele}\t{a.counts.ins}"
+             for a in alignments]
+    return "\n".join(rows) + "\n"
+
+
+def read_per_utt(path: str | Path) -> dict[str, tuple[int, int]]:
+    """{utt: (reference words, errors)} from a per_utt.tsv; a malformed file is a ValueError naming file:line."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not lines or tuple(lines[0].split("\t")) != PER_UTT_HEADER:
+        raise ValueError(f"{path}:1: expected the header {' '.join(PER_UTT_HEADER)!r}")
+    out: dict[str, tuple[int, int]] = {}
+    for lineno, line in enumerate(lines[1:], start=2):
+        fields = line.split("\t")
+        try:
+            if len(fields) != len(PER_UTT_HEADER) or fields[0] in out:
+                raise ValueError
+            out[fields[0]] = (int(fields[1]), int(fields[2]))
+        except ValueError:
+            raise ValueError(f"{path}:{lineno}: expected {len(PER_UTT_HEADER)} tab-separated fields with a new "
+                             f"utterance id and integer counts, got {line!r}") from None
+    return out
 
 
 def score_files(ref_text: str | Path, hyp_text: str | Path, exclude: Sequence[str] = ()) -> tuple[dict, dict]:

@@ -28,7 +28,8 @@ DB
 cat > "${target}/local/data.sh" <<'DATA'
 #!/usr/bin/env bash
 # Stage 1: write Kaldi data dirs data/{train_text,train_speech,train_paired_100pct,train_paired_10pct,
-# train_paired_1pct,dev,test} from the corpus in db.sh, then validate them (utils/validate_data_dir.sh).
+# train_paired_1pct,dev,test} from the corpus in db.sh, then validate them (utils/validate_data_dir.sh), the
+# training sets with --disjoint-from data/dev --disjoint-from data/test (no utterance of dev/test in training).
 set -euo pipefail
 # <options>
 nj=4   # parallel jobs

@@ -30,6 +30,7 @@ extra_eval_subsets="dev-other test-other"  # also prepared as evaluation sets (d
 exclude_utts=""      # file of utterance ids (or wav paths) to leave out, e.g. a LibriTTS-R list of bad samples
 data_dir=data        # where the data dirs go
 force=false          # true: redo sets that are already prepared
+allow_overlap=false  # true: only warn when a training set shares utterances or recordings with dev/test
 # </options>
 
 . ./path.sh
@@ -78,21 +79,32 @@ sets=$(python -m zipper.bin.prepare_libritts \
     --seed "${seed}" \
     --nj "${nj}" \
     --force "${force}" \
+    --allow_overlap "${allow_overlap}" \
     --out_dir "${data_dir}")
 
-# Validate every set (text-only and speech-only sets have no wav.scp / text), then show what there is.
+# Validate every set (text-only and speech-only sets have no wav.scp / text), then show what there is.  The
+# training sets (paired and unpaired speech) must share no utterance, recording or audio content with an
+# evaluation set (dev, test, ...): each evaluation set is a --disjoint_from of their validation.
 paired=()
+evals=()
+disjoint=()
 texts=()
 speech=()
 while read -r name kind; do
     case "${kind}" in
-        paired) paired+=("${data_dir}/${name}") ;;
+        paired)
+            case "${name}" in
+                train_*) paired+=("${data_dir}/${name}") ;;
+                *) evals+=("${data_dir}/${name}"); disjoint+=(--disjoint_from "${data_dir}/${name}") ;;
+            esac ;;
         text) texts+=("${data_dir}/${name}") ;;
         speech) speech+=("${data_dir}/${name}") ;;
         *) die "unexpected line from prepare_libritts: '${name} ${kind}'" ;;
     esac
 done <<< "${sets}"
 echo "Data dirs:"
-python -m zipper.bin.validate_data_dir --summary true "${paired[@]}"
-python -m zipper.bin.validate_data_dir --summary true --no_text "${speech[@]}"
+python -m zipper.bin.validate_data_dir --summary true "${evals[@]}"
+python -m zipper.bin.validate_data_dir --summary true --allow_overlap "${allow_overlap}" "${disjoint[@]}" "${paired[@]}"
+python -m zipper.bin.validate_data_dir --summary true --allow_overlap "${allow_overlap}" "${disjoint[@]}" \
+    --no_text "${speech[@]}"
 python -m zipper.bin.validate_data_dir --summary true --no_wav "${texts[@]}"

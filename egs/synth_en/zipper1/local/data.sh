@@ -27,6 +27,7 @@ dev_utts=300                           # dev utterances (seen voices)
 test_utts=400                          # test utterances
 test_heldout_share=0.5                 # share of test read by held-out voices
 force=false                            # redo everything: rebuild the pool, resynthesise every wav
+allow_overlap=false                    # true: only warn when a training set shares utterances or audio with dev/test
 # </options>
 
 log() { echo "$(date '+%Y-%m-%dT%H:%M:%S') (local/data.sh) $*"; }
@@ -76,11 +77,21 @@ log "3/4 data directories"
 python -m zipper.bin.finish_synth_en --local_dir "${local_dir}" > /dev/null
 
 log "4/4 validation"
-# the sets finish_synth_en wrote are the first column of its summary
-for set_name in $(awk 'NR > 1 {print $1}' "${local_dir}/summary.txt"); do
+# the sets finish_synth_en wrote are the first column of its summary; the training sets (paired and unpaired
+# speech) must share no utterance, recording or audio content with an evaluation set (dev, test)
+set_names=$(awk 'NR > 1 {print $1}' "${local_dir}/summary.txt")
+disjoint=(--allow_overlap "${allow_overlap}")
+for set_name in ${set_names}; do
+    case "${set_name}" in
+        train_*) ;;
+        *) disjoint+=(--disjoint_from "${data_dir}/${set_name}") ;;
+    esac
+done
+for set_name in ${set_names}; do
     case "${set_name}" in
         train_text) python -m zipper.bin.validate_data_dir --no_wav "${data_dir}/${set_name}" ;;
-        train_speech) python -m zipper.bin.validate_data_dir --no_text "${data_dir}/${set_name}" ;;
+        train_speech) python -m zipper.bin.validate_data_dir --no_text "${disjoint[@]}" "${data_dir}/${set_name}" ;;
+        train_*) python -m zipper.bin.validate_data_dir "${disjoint[@]}" "${data_dir}/${set_name}" ;;
         *) python -m zipper.bin.validate_data_dir "${data_dir}/${set_name}" ;;
     esac
 done
