@@ -110,3 +110,15 @@ def test_gain_is_zero_for_a_batch_of_one():
     batch = {k: v[:1] for k, v in pairs().items()}
     stats = model("asr", **batch, measure_gain=True)[1]
     assert "asr_gain" not in stats  # a single row has no other row to be mismatched with
+
+
+def test_ctc_aid_trains_on_its_weighted_loss_and_reports_the_next_token_loss():
+    text, speech = fused("zipper").towers.values()
+    model = ZipperModel({"text": text, "speech": speech}, {"text": 1, "speech": 1}, cross_heads=4,
+                        projection="linear", freeze=["text"], ctc_weight=0.5).eval()
+    batch = pairs()
+    trained, stats, _ = model("asr", **batch)
+    assert float(trained) == pytest.approx(float(stats["loss"]) + 0.5 * float(stats["asr_ctc"]))
+    assert stats["asr_ctc"] > 0 and "ctc.ctc_lo.weight" in model.checkpoint_state_dict()
+    trained, stats, _ = model("tts", **batch)  # TTS batches: no CTC (the speech follows the text there)
+    assert float(trained) == float(stats["loss"]) and "asr_ctc" not in stats

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -45,20 +45,28 @@ class TowerLM(nn.Module):
 
 
 def task_forward(task_loss: Callable, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor,
-                 text: torch.Tensor, text_lengths: torch.Tensor, measure_gain: bool = False
+                 text: torch.Tensor, text_lengths: torch.Tensor, measure_gain: bool = False,
+                 aux_loss: Optional[Callable[[], tuple[torch.Tensor, dict]]] = None
                  ) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """A fused model's `forward` for the trainer: `task_loss(task, speech, ..) -> (nll, correct, count)` made
     into (mean loss, stats, weight = target tokens).  measure_gain (validation): the same batch again with the
-    conditioning side rolled by one row, and the difference of the losses (zipper.models.audio_gain)."""
+    conditioning side rolled by one row, and the difference of the losses (zipper.models.audio_gain).
+    aux_loss() -> (loss, stats), called right after the matched pass: an auxiliary objective added to the loss
+    that is trained on (stats' "loss" stays the next-token loss, the one every model is compared on)."""
     nll, correct, count = task_loss(task, speech, speech_lengths, text, text_lengths)
     loss = nll / count.clamp(min=1)
     acc = (correct / count.clamp(min=1)).detach()
     stats = {"loss": loss.detach(), "acc": acc, f"{task}_loss": loss.detach(), f"{task}_acc": acc}
+    trained = loss
+    if aux_loss is not None:
+        extra, extra_stats = aux_loss()
+        trained = loss + extra
+        stats.update(extra_stats)
     if measure_gain and speech.shape[0] > 1:  # one row has no other row to be mismatched with
         with torch.no_grad():
             other, _, other_count = task_loss(task, *roll_condition(task, speech, speech_lengths, text, text_lengths))
         stats.update(gain_stats(task, loss, other / other_count.clamp(min=1)))
-    return loss, stats, count.detach()
+    return trained, stats, count.detach()
 
 
 def perplexity(mean_nll: float) -> float:

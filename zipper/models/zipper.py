@@ -19,6 +19,7 @@ Where the paper is silent we chose, and say so:
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from typing import Optional, Sequence
 
@@ -85,7 +86,7 @@ class ZipperModel(nn.Module):
     def __init__(self, towers: dict[str, nn.Module], intervals: dict[str, int], n_cross_layers: int = 0,
                  cross_heads: int = 4, cross_ff: int = 0, cross_dropout: float = 0.0, projection: str = "mlp",
                  projection_hidden: int = 0, input_projection: Sequence[str] = (), freeze: Sequence[str] = (),
-                 gate_lr_scale: float = 1.0):
+                 gate_lr_scale: float = 1.0, ctc_weight: float = 0.0):
         super().__init__()
         if len(towers) < 2:
             raise ValueError("Zipper needs at least two towers")
@@ -112,6 +113,14 @@ class ZipperModel(nn.Module):
         self.input_proj = nn.ModuleDict({m: InputProjection(towers[m].d_model, projection, projection_hidden)
                                          for m in input_projection})
         self.gate_lr_scale = gate_lr_scale
+        # a deviation from the paper, off by default: an auxiliary CTC head that reads the transcript from the
+        # speech tower's states (Kim, Hori & Watanabe 2017), so that they carry text before attention aligns
+        self.ctc_weight = ctc_weight
+        self.ctc = None
+        if ctc_weight > 0:
+            from espnet2.asr.ctc import CTC
+
+            self.ctc = CTC(towers["text"].vocab_size, towers["speech"].d_model)  # blank = 0 = <pad>, never a target
         self.frozen = set(freeze)
         for m in self.frozen:
             for p in self.towers[m].parameters():
@@ -184,9 +193,11 @@ class ZipperModel(nn.Module):
         else:
             memory[segment.modality] = Memory(recorded, mask)
 
-    def forward_segments(self, segments: Sequence[Segment], logits_for: Optional[set[int]] = None):
-        """Teacher-forced pass over segments in order; returns each segment's TowerOutput (logits if asked)."""
-        memory: dict[str, Memory] = {}
+    def forward_segments(self, segments: Sequence[Segment], logits_for: Optional[set[int]] = None,
+                         memory: Optional[dict[str, Memory]] = None):
+        """Teacher-forced pass over segments in order; returns each segment's TowerOutput (logits if asked).
+        `memory`: a dict to fill with every modality's states at the cross layers (empty by default)."""
+        memory = {} if memory is None else memory
         outputs = []
         for i, segment in enumerate(segments):
             out, recorded = self.run_segment(segment, memory,
@@ -196,9 +207,10 @@ class ZipperModel(nn.Module):
         return outputs
 
     def task_loss(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                  text_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  text_lengths: torch.Tensor, memory: Optional[dict[str, Memory]] = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced ASR ([speech][text], loss on text) or TTS ([text][speech], loss on speech): summed
-        nll, correct predictions and count of the target segment."""
+        nll, correct predictions and count of the target segment; `memory` is filled as in forward_segments."""
         speech_seg, text_seg = Segment("speech", speech, speech_lengths), Segment("text", text, text_lengths)
         if task == "asr":
             order = [speech_seg, text_seg]
@@ -207,13 +219,30 @@ class ZipperModel(nn.Module):
         else:
             raise ValueError(f"unknown task '{task}'")
         target = order[1]
-        logits = self.forward_segments(order, logits_for={1})[1].logits[:, :-1]  # (B, T-1, V)
+        logits = self.forward_segments(order, logits_for={1}, memory=memory)[1].logits[:, :-1]  # (B, T-1, V)
         return next_token_loss(logits, target.tokens, target.lengths)
 
     def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
                 text_lengths: torch.Tensor, measure_gain: bool = False, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain)."""
-        return task_forward(self.task_loss, task, speech, speech_lengths, text, text_lengths, measure_gain)
+        """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain).
+        With a CTC head (ctc_weight > 0), ASR batches add ctc_weight x its loss to the loss they train on."""
+        memory: dict[str, Memory] = {}
+        aux = None
+        if self.ctc is not None and task == "asr":
+            aux = (lambda: self.ctc_loss(memory["speech"], text, text_lengths))
+        return task_forward(functools.partial(self.task_loss, memory=memory), task, speech, speech_lengths, text,
+                            text_lengths, measure_gain, aux)
+
+    def ctc_loss(self, speech: Memory, text: torch.Tensor, text_lengths: torch.Tensor
+                 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(ctc_weight x CTC loss per text token, stats): the transcript (without <bos>/<eos>) read off the
+        speech tower's states at its last cross-attention layer - the states the text side attends to."""
+        states = speech.states[-1]  # (B, S, d_speech), <bos> .. <eos> included
+        lengths = speech.mask.sum(dim=1)
+        targets, target_lengths = text[:, 1:-1], text_lengths - 2  # <bos> t1 .. tn <eos> -> t1 .. tn
+        per_batch = self.ctc(states, lengths, targets, target_lengths)  # summed over tokens, / batch size
+        per_token = per_batch * states.shape[0] / target_lengths.sum().clamp(min=1)
+        return self.ctc_weight * per_token, {"asr_ctc": per_token.detach()}
 
     def optimizer_groups(self, lr: float) -> list[dict]:
         """Gates at lr * gate_lr_scale: a zero-initialised scalar gate opens only as fast as its learning rate
