@@ -131,6 +131,18 @@ def test_packed_model_elsewhere_gives_stage_10s_outputs(recipe, packed, tmp_path
         os.rename(hidden, recipe)
 
 
+def test_transcribe_a_wav_scp_from_the_experiment_dir_as_stage_10(recipe, tmp_path):
+    """What a recipe dir allows after the main job: `transcribe --wav_scp dump/audio/test/wav.scp` = stage 10."""
+    out = tmp_path / "hyp" / "text"
+    transcribe.main(["--model", str(recipe / "exp/zipper"), "--wav_scp", str(recipe / "dump/audio/test/wav.scp"),
+                     "--output_text", str(out)])
+    assert read_kv(out, allow_empty_value=True) == read_kv(recipe / "exp/zipper/decode_asr/test/text",
+                                                           allow_empty_value=True)
+    greedy = Speech2Text.from_pretrained(recipe / "exp/zipper", method="greedy", max_len=3)
+    assert greedy.configs["text"].method == "greedy" and greedy.configs["text"].max_len == 3
+    assert greedy.configs["speech"].top_k == 5  # the rest is stage 10's
+
+
 def test_an_unzipped_pack_and_the_experiment_dir_give_the_same(recipe, packed, tmp_path):
     with zipfile.ZipFile(packed) as z:
         z.extractall(tmp_path / "unzipped")

@@ -49,7 +49,7 @@ def get_parser():
     parser.add_argument("--vocoder_dir", default="", help="vocoder_train experiment dir (stage 11)")
     parser.add_argument("--vocoder_checkpoint", default=MODEL_FILE, help="model file in vocoder_dir")
     parser.add_argument("--speaker", default="", help="voice of a multi-voice vocoder (default: its target voice)")
-    parser.add_argument("--decode_config", type=yaml_value, default={},
+    parser.add_argument("--decode_config", type=yaml_value, default=None,
                         help="YAML dict or file: search settings over the model's (speech: temperature, max_len...)")
     parser.add_argument("--batch_size", type=int, default=16, help="texts decoded together")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling search")

@@ -40,7 +40,7 @@ def get_parser():
     parser.add_argument("--output_text", default="", help="with --wav_scp: the Kaldi `text` to write (default: stdout)")
     parser.add_argument("--checkpoint", default="valid.loss.ave.pth", help="model file in an experiment dir")
     parser.add_argument("--kmeans_dir", default="", help="k-means dir of the model's units (default: found)")
-    parser.add_argument("--decode_config", type=yaml_value, default={},
+    parser.add_argument("--decode_config", type=yaml_value, default=None,
                         help="YAML dict or file: search settings over the model's (text: method, beam_size, ...)")
     parser.add_argument("--batch_size", type=positive_int, default=16, help="recordings decoded together")
     parser.add_argument("--device", default="cpu", help="torch device")

@@ -254,9 +254,10 @@ class Speech2Text:
     def from_pretrained(cls, path: str | os.PathLike, device: str = "cpu", checkpoint: str = CHECKPOINT,
                         kmeans_dir: str | None = None, decode_config: dict[str, Any] | None = None,
                         batch_size: int = 16, **search: Any) -> "Speech2Text":
-        """path: an experiment dir (exp/zipper_...) or a packed model; `search`: text search settings
-        (method, beam_size, max_len, ...) over the experiment's; kmeans_dir: another place for its k-means."""
-        with open_model(path, checkpoint, kmeans_dir=kmeans_dir) as files:
+        """path: an experiment dir (exp/zipper_...) or a packed model.  Search settings: the experiment's
+        (stage 10's, or the packed ones), then `decode_config` ({text: {...}, speech: {...}}), then `search`
+        keywords for the text (method, beam_size, max_len, ...).  kmeans_dir: another place for its k-means."""
+        with open_model(path, checkpoint, kmeans_dir=kmeans_dir, decode_config=decode_config or None) as files:
             fused = FusedModel.load(files, device)
             if files.kmeans_dir is None:
                 raise FileNotFoundError(f"{path}: no k-means dir found for its speech units (exp/kmeans/"
@@ -312,7 +313,8 @@ class Text2Speech:
         exp/vocoder_* trained on the model's units); without any, `waveform` is None."""
         from zipper.vocoder.inference import Vocoder
 
-        with open_model(path, checkpoint, vocoder_dir=vocoder_dir, vocoder_checkpoint=vocoder_checkpoint) as files:
+        with open_model(path, checkpoint, vocoder_dir=vocoder_dir, vocoder_checkpoint=vocoder_checkpoint,
+                        decode_config=decode_config or None) as files:
             fused = FusedModel.load(files, device)
             vocoder = None
             if files.vocoder_dir is not None:

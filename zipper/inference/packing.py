@@ -338,6 +338,8 @@ def open_model(path: str | os.PathLike, checkpoint: str = CHECKPOINT, kmeans_dir
                decode_config: dict[str, Any] | None = None) -> Iterator[ModelFiles]:
     """ModelFiles of an experiment dir, a packed zip or an unzipped pack (checked; valid inside the block).
 
+    decode_config: an experiment dir's search settings when given (else stage 10's); a packed model keeps its own.
+
     A packed model is extracted to a temporary dir that is removed when the block ends: load what you need
     inside it (models, tokenizers and centroids are then in memory).
     """
@@ -365,8 +367,6 @@ def open_model(path: str | os.PathLike, checkpoint: str = CHECKPOINT, kmeans_dir
             files.kmeans_dir = Path(kmeans_dir)
         if vocoder_dir:
             files.vocoder_dir, files.vocoder_checkpoint = Path(vocoder_dir), vocoder_checkpoint
-        if decode_config is not None:
-            files.decode_config = decode_config
         yield files
 
 
