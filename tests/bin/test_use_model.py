@@ -245,3 +245,25 @@ def test_help_shows_examples(capsys):
         with pytest.raises(SystemExit):
             main(["--help"])
         assert example in capsys.readouterr().out
+
+
+def test_the_vocabulary_expansion_baseline_packs_and_runs_too(recipe, tmp_path):
+    """One tower (no speech tower): packed, opened elsewhere, the same transcripts and units as its experiment."""
+    units, data = recipe / "dump/units", recipe / "data"
+    exp = tmp_path / "exp" / "vocabexp"
+    zipper_train.main(["--config", str(CONF / "vocabexp_debug.yaml"), "--text_tower_exp", str(recipe / "exp/tower_text"),
+                       "--speech_token_list", str(data / "token_list/speech"), "--train_units", str(units / "train"),
+                       "--train_text", str(data / "train"), "--valid_units", str(units / "dev"), "--valid_text",
+                       str(data / "dev"), "--output_dir", str(exp)])
+    km = next((recipe / "exp/kmeans").iterdir())
+    model = tmp_path / "vocabexp.zip"
+    pack.main(["--exp_dir", str(exp), "--kmeans_dir", str(km), "--vocoder_dir", str(recipe / "exp/vocoder_debug"),
+               "--decode_config", DECODE, "--output", str(model)])
+    with zipfile.ZipFile(model) as z:
+        assert not any(n.startswith("towers/speech/") for n in z.namelist())
+    wavs = list(read_kv(recipe / "dump/audio/test/wav.scp").values())
+    decode = {"text": {"method": "beam", "beam_size": 2, "max_len": 12}}
+    assert Speech2Text.from_pretrained(model)(wavs) == \
+        Speech2Text.from_pretrained(exp, kmeans_dir=str(km), decode_config=decode)(wavs)
+    speech = Text2Speech.from_pretrained(model)("the cat sat")
+    assert speech.units.size > 0 and speech.waveform is not None and speech.sample_rate == 16000
