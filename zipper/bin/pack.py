@@ -6,7 +6,8 @@
 
 It collects the fusion config and weights, both towers' configs and weights (frozen towers included), both
 token lists with the sentencepiece model, the k-means dir of the speech units (centroids; its provenance names
-the feature upstream, layer and config), the vocoder and the search settings, with manifest.json: where each
+the feature upstream, layer and config, and the upstream's own weights when its config names a `ckpt`, as
+hubert_local / hf_hubert_custom do), the vocoder and the search settings, with manifest.json: where each
 came from (provenance, git hash) and the sha256 of every member, which loading checks.  Found next to the
 experiment unless given: the k-means in exp/kmeans/<kmeans_tag>, the vocoder among exp/vocoder_* (one trained
 on the model's units), the search settings from stage 10's decode dirs (decode_*/<set>/decode.json).

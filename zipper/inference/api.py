@@ -188,16 +188,23 @@ class FusedModel:
 class AudioToUnits:
     """Audio -> frame-rate units (T,) int32 with a k-means dir's own feature upstream (stages 2, 3 and 5)."""
 
-    def __init__(self, kmeans_dir: str | os.PathLike, speech_provenance: dict[str, Any], device: str = "cpu"):
-        from zipper.tokens.features import FeatureUpstream
+    def __init__(self, kmeans_dir: str | os.PathLike, speech_provenance: dict[str, Any], device: str = "cpu",
+                 upstream_ckpt: str | os.PathLike | None = None):
+        """upstream_ckpt: where the upstream's `ckpt` (SSL weights) is now, if not where the k-means dir says."""
+        from zipper.tokens.features import FeatureUpstream, feature_hash
         from zipper.tokens.kmeans import KMeansModel
 
         self.kmeans = KMeansModel(kmeans_dir)
         km = self.kmeans.provenance
         check_provenance(km, speech_provenance, INVENTORY_KEYS,
                          f"the k-means dir {kmeans_dir} vs the model's speech tokens")
-        self.upstream = FeatureUpstream(km["upstream"], km["layer"], km.get("upstream_conf") or {})
+        conf = dict(km.get("upstream_conf") or {})
+        moved = upstream_ckpt is not None and "ckpt" in conf
+        here = dict(conf, ckpt=str(upstream_ckpt)) if moved else conf
+        self.upstream = FeatureUpstream(km["upstream"], km["layer"], here)
         made = self.upstream.provenance()
+        if moved:  # the same weights at another path: the identity is that of the original path
+            made["feature_hash"] = feature_hash(dict(made, upstream_conf=dict(made["upstream_conf"], ckpt=conf["ckpt"])))
         if made["feature_hash"] != km["feature_hash"]:
             raise ProvenanceError(f"the features {km['upstream']} (layer {km['layer']}) made here from the config in "
                                   f"{kmeans_dir} hash to {made['feature_hash']}, not to the {km['feature_hash']} its "
@@ -262,7 +269,7 @@ class Speech2Text:
             if files.kmeans_dir is None:
                 raise FileNotFoundError(f"{path}: no k-means dir found for its speech units (exp/kmeans/"
                                         f"{fused.speech_provenance.get('kmeans_tag')}): pass kmeans_dir=")
-            units = AudioToUnits(files.kmeans_dir, fused.speech_provenance, device)
+            units = AudioToUnits(files.kmeans_dir, fused.speech_provenance, device, files.upstream_ckpt)
         return cls(fused, units, fused.configs(decode_config, "asr", search), batch_size)
 
     def units_of(self, audio: Audio, sample_rate: Optional[int] = None, what: str = "audio") -> np.ndarray:

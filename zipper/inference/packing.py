@@ -62,6 +62,7 @@ class ModelFiles:
     decode_config: dict[str, Any]  # search settings per modality (text, speech)
     source: str  # what the user named, for messages
     manifest: Optional[dict[str, Any]] = None  # a packed model's
+    upstream_ckpt: Optional[Path] = None  # a packed model's copy of the feature upstream's `ckpt` (file or dir)
 
 
 def read_yaml(path: Path) -> dict[str, Any]:
@@ -242,6 +243,16 @@ def pack(files: ModelFiles, output: str | os.PathLike, require_vocoder: bool = F
                      f"k-means {files.kmeans_dir} vs the speech tokens of {files.fusion_dir}")
     packer.add_file(f"kmeans/{CENTROIDS_FILE}", files.kmeans_dir / CENTROIDS_FILE)
     packer.add_file(f"kmeans/{PROVENANCE_FILE}", files.kmeans_dir / PROVENANCE_FILE)
+    ckpt = (km.get("upstream_conf") or {}).get("ckpt") if isinstance(km.get("upstream_conf"), dict) else None
+    if ckpt and Path(ckpt).is_file():  # an SSL upstream's weights (hubert_local ...): the features need them
+        manifest["upstream_ckpt"] = f"kmeans/upstream/{Path(ckpt).name}"
+        packer.add_file(manifest["upstream_ckpt"], Path(ckpt))
+    elif ckpt and Path(ckpt).is_dir():  # a Hugging Face model dir (hf_hubert_custom ...)
+        manifest["upstream_ckpt"] = "kmeans/upstream"
+        packer.add_tree(manifest["upstream_ckpt"], Path(ckpt))
+    elif ckpt:
+        logger.warning("the feature upstream's ckpt %s does not exist here: not packed (the machine that runs the "
+                       "model needs it at that path)", ckpt)
     manifest["kmeans"] = km
     manifest["source"]["kmeans_dir"] = str(files.kmeans_dir.resolve())
     if files.vocoder_dir is not None:
@@ -328,8 +339,9 @@ def resolve_paths(root: Path, manifest: dict[str, Any]) -> None:
 
 def packed_files(root: Path, manifest: dict[str, Any], source: str) -> ModelFiles:
     vocoder = root / "vocoder" if (root / "vocoder" / PACKED_WEIGHTS).exists() else None
+    ckpt = root / manifest["upstream_ckpt"] if manifest.get("upstream_ckpt") else None
     return ModelFiles(root / "model", PACKED_WEIGHTS, root / "kmeans", vocoder, PACKED_WEIGHTS,
-                      read_yaml(root / DECODE_FILE), source, manifest)
+                      read_yaml(root / DECODE_FILE), source, manifest, ckpt)
 
 
 @contextlib.contextmanager
