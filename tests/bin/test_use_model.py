@@ -143,6 +143,20 @@ def test_transcribe_a_wav_scp_from_the_experiment_dir_as_stage_10(recipe, tmp_pa
     assert greedy.configs["speech"].top_k == 5  # the rest is stage 10's
 
 
+def test_every_weight_is_packed_once(recipe, packed, tmp_path):
+    """The speech tower fusion trained is in its tower file only; the frozen text tower is its experiment's."""
+    with zipfile.ZipFile(packed) as z:
+        z.extractall(tmp_path)
+    fusion = torch.load(tmp_path / "model/model.pth")
+    assert fusion and not any(k.startswith("towers.") for k in fusion)
+    trained = torch.load(recipe / "exp/zipper/valid.loss.ave.pth")
+    speech = torch.load(tmp_path / "towers/speech/model.pth")
+    assert speech.keys() == {k[len("towers.speech."):] for k in trained if k.startswith("towers.speech.")}
+    assert all(torch.equal(v, trained[f"towers.speech.{k}"]) for k, v in speech.items())
+    assert (tmp_path / "towers/text/model.pth").read_bytes() == \
+        (recipe / "exp/tower_text/valid.loss.ave.pth").read_bytes()
+
+
 def test_an_unzipped_pack_and_the_experiment_dir_give_the_same(recipe, packed, tmp_path):
     with zipfile.ZipFile(packed) as z:
         z.extractall(tmp_path / "unzipped")

@@ -64,8 +64,12 @@ def search_configs(decode_config: Any, overrides: dict[str, dict[str, Any]] | No
     return configs
 
 
-def load_fused(exp_dir: str | os.PathLike, checkpoint: str = CHECKPOINT, device: str = "cpu"):
-    """(model in eval mode, text tokenizer, training config) of a fusion experiment (its config.yaml)."""
+def load_fused(exp_dir: str | os.PathLike, checkpoint: str = CHECKPOINT, device: str = "cpu",
+               towers_in_tower_files: bool = False):
+    """(model in eval mode, text tokenizer, training config) of a fusion experiment (its config.yaml).
+
+    towers_in_tower_files: the checkpoint holds no tower weights (a packed Zipper): the towers keep those
+    their own files gave them."""
     from zipper.tasks.fusion_task import build_model
     from zipper.train.trainer import load_model_state
 
@@ -75,7 +79,10 @@ def load_fused(exp_dir: str | os.PathLike, checkpoint: str = CHECKPOINT, device:
     path = Path(exp_dir) / checkpoint
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: has {exp_dir} finished training?")
-    load_model_state(model, torch.load(path, map_location="cpu"))
+    state = torch.load(path, map_location="cpu")
+    if towers_in_tower_files:
+        state = {**{k: v for k, v in model.state_dict().items() if k.startswith("towers.")}, **state}
+    load_model_state(model, state)
     return model.to(device).eval(), tokenizer, args
 
 
@@ -151,7 +158,8 @@ class FusedModel:
 
     @classmethod
     def load(cls, files: ModelFiles, device: str = "cpu") -> "FusedModel":
-        model, tokenizer, train_args = load_fused(files.fusion_dir, files.checkpoint, device)
+        model, tokenizer, train_args = load_fused(files.fusion_dir, files.checkpoint, device,
+                                                  files.towers_in_tower_files)
         speech = TokenList(train_args.speech_token_list).provenance
         return cls(model, tokenizer, train_args, speech, files.decode_config, files.source, device)
 

@@ -11,7 +11,9 @@ unzipped one, checking every checksum first and naming the member that does not 
 Layout of a packed model (paths inside configs are relative to its root and resolved when it is opened):
     manifest.json  decode.yaml  model/{config.yaml,model.pth}  towers/{text,speech}/{config.yaml,model.pth}
     token_list/{text,speech}/{tokens.txt,provenance.json[,sentencepiece.model]}  kmeans/{centroids.npy,
-    provenance.json}  vocoder/{config.yaml,vocoder.json,vocoder.pth}
+    provenance.json}  vocoder/{config.yaml,vocoder.json,model.pth}
+Each weight is packed once: a Zipper checkpoint is split into its fusion weights (model/model.pth) and the
+towers it trained (towers/<m>/model.pth, in place of the pre-trained file); a frozen tower is its experiment's file.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ class ModelFiles:
     decode_config: dict[str, Any]  # search settings per modality (text, speech)
     source: str  # what the user named, for messages
     manifest: Optional[dict[str, Any]] = None  # a packed model's
+    towers_in_tower_files: bool = False  # packed Zipper: the fusion file leaves the towers to their own files
     upstream_ckpt: Optional[Path] = None  # a packed model's copy of the feature upstream's `ckpt` (file or dir)
 
 
@@ -191,8 +194,10 @@ class _Packer:
                 z.write(source, member)
 
 
-def pack_tower(packer: _Packer, modality: str, tower_exp: str, tower_checkpoint: str) -> None:
-    """A tower experiment's config and weights; an imported Hugging Face tower's local model dir."""
+def pack_tower(packer: _Packer, modality: str, tower_exp: str, tower_checkpoint: str,
+               weights: Optional[Path] = None) -> None:
+    """A tower experiment's config and weights (`weights`: the fused model's, for a tower fusion trained), and an
+    imported Hugging Face tower's local model dir."""
     exp = Path(tower_exp)
     config = read_yaml(exp / "config.yaml")
     member = f"towers/{modality}"
@@ -204,7 +209,9 @@ def pack_tower(packer: _Packer, modality: str, tower_exp: str, tower_checkpoint:
                              "not a local dir: save it with save_pretrained and point hf_model at it to pack it")
         packer.add_tree(f"{member}/hf", hf)
         paths = {"hf_model": f"{member}/hf"}
-    if (exp / tower_checkpoint).exists():
+    if weights is not None:
+        packer.add_file(f"{member}/{PACKED_WEIGHTS}", weights)
+    elif (exp / tower_checkpoint).exists():
         packer.add_file(f"{member}/{PACKED_WEIGHTS}", exp / tower_checkpoint)
     elif config.get("tower") != "hf":
         raise FileNotFoundError(f"{exp / tower_checkpoint} is missing: has the {modality} tower finished training?")
@@ -213,20 +220,50 @@ def pack_tower(packer: _Packer, modality: str, tower_exp: str, tower_checkpoint:
         packer.add_token_list(f"token_list/{modality}", Path(config["token_list"]))
 
 
+def split_fused_weights(checkpoint: Path, tmp: Path) -> tuple[Path, dict[str, Path]]:
+    """A Zipper checkpoint -> (its fusion weights, {modality: the weights of each tower it trained}) as files.
+
+    A tower fusion trained is in the fused checkpoint; one it froze is not (its experiment's file is packed).
+    Each tower's weights are stored once: in its tower file, which `load_fused(..., towers_in_tower_files=True)`
+    loads first."""
+    import torch
+
+    state = torch.load(checkpoint, map_location="cpu")
+    towers: dict[str, Path] = {}
+    for modality in sorted({k.split(".")[1] for k in state if k.startswith("towers.")}):
+        prefix = f"towers.{modality}."
+        towers[modality] = tmp / f"tower_{modality}.pth"
+        torch.save({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}, towers[modality])
+    fusion = tmp / "fusion.pth"
+    torch.save({k: v for k, v in state.items() if not k.startswith("towers.")}, fusion)
+    return fusion, towers
+
+
 def pack(files: ModelFiles, output: str | os.PathLike, require_vocoder: bool = False) -> dict[str, Any]:
     """Write the model `files` describes to the zip `output`; returns its manifest (without the checksums)."""
+    with tempfile.TemporaryDirectory(prefix="zipper_pack_") as tmp:
+        return _pack(files, Path(output), require_vocoder, Path(tmp))
+
+
+def _pack(files: ModelFiles, output: Path, require_vocoder: bool, tmp: Path) -> dict[str, Any]:
     from zipper.tokens.token_list import TokenList
 
     config = read_yaml(files.fusion_dir / "config.yaml")
     speech = TokenList(config["speech_token_list"])
     packer = _Packer()
-    packer.add_file(f"model/{PACKED_WEIGHTS}", files.fusion_dir / files.checkpoint)
+    split = config.get("model") == "zipper"  # the baseline's tower has an expanded vocabulary: not a tower file
+    if split:
+        fusion, trained = split_fused_weights(files.fusion_dir / files.checkpoint, tmp)
+    else:
+        fusion, trained = files.fusion_dir / files.checkpoint, {}
+    packer.add_file(f"model/{PACKED_WEIGHTS}", fusion)
     fusion_paths = {"text_tower_exp": "towers/text", "speech_token_list": "token_list/speech",
                     "tower_checkpoint": PACKED_WEIGHTS}
-    pack_tower(packer, "text", config["text_tower_exp"], config.get("tower_checkpoint", CHECKPOINT))
+    tower_checkpoint = config.get("tower_checkpoint", CHECKPOINT)
+    pack_tower(packer, "text", config["text_tower_exp"], tower_checkpoint, trained.get("text"))
     if config.get("speech_tower_exp"):
         fusion_paths["speech_tower_exp"] = "towers/speech"
-        pack_tower(packer, "speech", config["speech_tower_exp"], config.get("tower_checkpoint", CHECKPOINT))
+        pack_tower(packer, "speech", config["speech_tower_exp"], tower_checkpoint, trained.get("speech"))
     packer.add_token_list("token_list/speech", Path(config["speech_token_list"]))
     packer.add_config("model/config.yaml", config, fusion_paths)
     packer.paths["model/config.yaml"] = sorted(k for k in fusion_paths if k != "tower_checkpoint")
@@ -234,6 +271,7 @@ def pack(files: ModelFiles, output: str | os.PathLike, require_vocoder: bool = F
         "format": FORMAT, "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "git": git_hash(), "source": {"exp_dir": str(files.fusion_dir.resolve()), "checkpoint": files.checkpoint},
         "model": config.get("model"), "speech_tokens": speech.provenance,
+        "towers_in_tower_files": split, "trained_towers": sorted(trained),
     }
     if files.kmeans_dir is None:
         raise FileNotFoundError(f"no k-means dir for {files.fusion_dir} (expected exp/kmeans/"
@@ -270,7 +308,7 @@ def pack(files: ModelFiles, output: str | os.PathLike, require_vocoder: bool = F
         logger.warning("no vocoder packed: the model will transcribe and decode units, but not speak")
     packer.texts[DECODE_FILE] = yaml.safe_dump(files.decode_config or {}, sort_keys=True)
     manifest["decode_config"] = files.decode_config or {}
-    packer.write(Path(output), manifest)
+    packer.write(output, manifest)
     return manifest
 
 
@@ -341,7 +379,8 @@ def packed_files(root: Path, manifest: dict[str, Any], source: str) -> ModelFile
     vocoder = root / "vocoder" if (root / "vocoder" / PACKED_WEIGHTS).exists() else None
     ckpt = root / manifest["upstream_ckpt"] if manifest.get("upstream_ckpt") else None
     return ModelFiles(root / "model", PACKED_WEIGHTS, root / "kmeans", vocoder, PACKED_WEIGHTS,
-                      read_yaml(root / DECODE_FILE), source, manifest, ckpt)
+                      read_yaml(root / DECODE_FILE), source, manifest=manifest, upstream_ckpt=ckpt,
+                      towers_in_tower_files=bool(manifest.get("towers_in_tower_files")))
 
 
 @contextlib.contextmanager
