@@ -66,7 +66,8 @@ def recipe(tmp_path_factory) -> Path:
                       "--valid_data", str(units / "dev"), "--token_list", str(speech_tokens), "--output_dir",
                       str(root / "exp/tower_speech")])
     tower_train.main(["--config", tower, "--modality", "text", "--train_data", str(data / "train"), "--valid_data",
-                      str(data / "dev"), "--token_list", str(text_tokens), "--output_dir", str(root / "exp/tower_text")])
+                      str(data / "dev"), "--token_list", str(text_tokens), "--output_dir",
+                      str(root / "exp/tower_text")])
     zipper_train.main(["--config", str(CONF / "zipper_debug.yaml"), "--text_tower_exp", str(root / "exp/tower_text"),
                        "--speech_tower_exp", str(root / "exp/tower_speech"), "--speech_token_list", str(speech_tokens),
                        "--train_units", str(units / "train"), "--train_text", str(data / "train"), "--valid_units",
@@ -265,7 +266,8 @@ def test_the_vocabulary_expansion_baseline_packs_and_runs_too(recipe, tmp_path):
     """One tower (no speech tower): packed, opened elsewhere, the same transcripts and units as its experiment."""
     units, data = recipe / "dump/units", recipe / "data"
     exp = tmp_path / "exp" / "vocabexp"
-    zipper_train.main(["--config", str(CONF / "vocabexp_debug.yaml"), "--text_tower_exp", str(recipe / "exp/tower_text"),
+    zipper_train.main(["--config", str(CONF / "vocabexp_debug.yaml"), "--text_tower_exp",
+                       str(recipe / "exp/tower_text"),
                        "--speech_token_list", str(data / "token_list/speech"), "--train_units", str(units / "train"),
                        "--train_text", str(data / "train"), "--valid_units", str(units / "dev"), "--valid_text",
                        str(data / "dev"), "--output_dir", str(exp)])

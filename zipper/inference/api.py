@@ -163,7 +163,8 @@ class FusedModel:
         speech = TokenList(train_args.speech_token_list).provenance
         return cls(model, tokenizer, train_args, speech, files.decode_config, files.source, device)
 
-    def configs(self, decode_config: dict[str, Any] | None, task: str, search: dict[str, Any]) -> dict[str, SearchConfig]:
+    def configs(self, decode_config: dict[str, Any] | None, task: str, search: dict[str, Any]
+                ) -> dict[str, SearchConfig]:
         """The experiment's search settings, then `decode_config`, then `search` for the task's output."""
         output = "text" if task == "asr" else "speech"
         merged = {m: dict(self.decode_config.get(m, {}), **(decode_config or {}).get(m, {})) for m in DEFAULT_SEARCH}
@@ -212,7 +213,8 @@ class AudioToUnits:
         self.upstream = FeatureUpstream(km["upstream"], km["layer"], here)
         made = self.upstream.provenance()
         if moved:  # the same weights at another path: the identity is that of the original path
-            made["feature_hash"] = feature_hash(dict(made, upstream_conf=dict(made["upstream_conf"], ckpt=conf["ckpt"])))
+            original = dict(made["upstream_conf"], ckpt=conf["ckpt"])
+            made["feature_hash"] = feature_hash(dict(made, upstream_conf=original))
         if made["feature_hash"] != km["feature_hash"]:
             raise ProvenanceError(f"the features {km['upstream']} (layer {km['layer']}) made here from the config in "
                                   f"{kmeans_dir} hash to {made['feature_hash']}, not to the {km['feature_hash']} its "
