@@ -17,10 +17,10 @@ from typing import Sequence
 
 import torch
 
-from zipper.bin.benchmark import (formula_flops_per_token, load_preset, make_train_step, n_params, peak_flops,
-                                  time_steps)
 from zipper.models.lm import TowerLM
 from zipper.models.tower import DecoderTower, TowerConfig
+from zipper.utils.benchmark import (formula_flops_per_token, load_preset, make_train_step, n_params, peak_flops,
+                                    time_steps)
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, str2bool
 from zipper.utils.log import environment
 

@@ -17,7 +17,7 @@ from zipper.data.kaldi_dir import DataDirError, read_kv, write_kv
 from zipper.utils.atomic import atomic_path, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, yaml_value
 from zipper.utils.provenance import (PROVENANCE_FILE, ProvenanceError, check_provenance, hash_lines,
-                                     read_provenance, short_hash, write_provenance)
+                                     read_provenance, write_provenance)
 from zipper.utils.sharding import add_sharding_options, finished_job_dirs, mark_job_finished, pending_job
 
 logger = logging.getLogger(__name__)
@@ -62,8 +62,7 @@ def batches(utts: list[str], lengths: dict[str, int], batch_seconds: float) -> l
 
 
 def feature_provenance(upstream, data_dir: Path) -> dict:
-    prov = upstream.provenance()
-    prov["feature_hash"] = short_hash({k: prov[k] for k in ("upstream", "layer", "upstream_conf")})
+    prov = upstream.provenance()  # with its feature_hash
     prov["data_hash"] = data_hash(data_dir)
     prov["data_dir"] = str(data_dir)
     return prov

@@ -16,9 +16,8 @@ from typing import Sequence
 import soundfile
 from tqdm import tqdm
 
-from zipper.bin.prepare_synth_en import DONE_NAME
 from zipper.corpora import synth_en, text_sources, voices
-from zipper.corpora.synth_en import PAIRED_FULL, SynthError
+from zipper.corpora.synth_en import DONE_NAME, PAIRED_FULL, SynthError
 from zipper.data.kaldi_dir import UTT_FILES, DataDirError, read_kv, spk2utt_from_utt2spk, validate_data_dir, write_kv
 from zipper.data.subset import fraction_tag, nested_fractions, subset_data_dir
 from zipper.utils.atomic import atomic_write_text, mark_done

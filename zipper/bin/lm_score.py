@@ -37,12 +37,12 @@ def get_parser():
 
 
 def fused_scores(args) -> dict:
-    from zipper.bin.zipper_inference import load_model
+    from zipper.inference.api import load_fused
     from zipper.tasks.fusion_task import unimodal_scores
 
     if not args.modality:
         raise ValueError(f"{args.exp_dir} is a fusion experiment: say which --modality to score")
-    model, tokenizer, train_args = load_model(args.exp_dir, args.checkpoint, args.device)
+    model, tokenizer, train_args = load_fused(args.exp_dir, args.checkpoint, args.device)
     after = unimodal_scores(model, tokenizer, train_args, args.modality, args.data, args.batch_bins, args.device)
     tower_exp = train_args.text_tower_exp if args.modality == "text" else train_args.speech_tower_exp
     before = lm_scores(tower_exp, train_args.tower_checkpoint, args.data, args.batch_bins, args.device)

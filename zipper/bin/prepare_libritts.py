@@ -11,9 +11,9 @@ import argparse
 import logging
 from typing import Sequence
 
-from zipper.bin.prepare_librispeech import add_common_options, log_header, options_from_args, print_sets
 from zipper.corpora.librispeech import CorpusError
 from zipper.corpora.libritts import DEFAULT_TRAIN_SUBSETS, prepare_libritts
+from zipper.corpora.prepare_options import add_common_options, log_header, options_from_args, print_sets
 from zipper.data.kaldi_dir import DataDirError
 from zipper.utils.cli import make_parser, parse_and_setup, run_main
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from zipper.corpora import synth_en, text_sources, voices
-from zipper.corpora.synth_en import SetSizes, SynthError
+from zipper.corpora.synth_en import DONE_NAME, SetSizes, SynthError
 from zipper.corpora.text_sources import SourcePaths, TextSourceError
 from zipper.corpora.voices import VoiceError
 from zipper.data.kaldi_dir import DataDirError, spk2utt_from_utt2spk, write_kv
@@ -29,7 +29,6 @@ from zipper.utils.provenance import hash_file
 
 logger = logging.getLogger(__name__)
 
-DONE_NAME = "synth_en"
 NOT_DONE_EXIT = 3
 # options that do not change what is produced (so they do not invalidate a finished run)
 NOT_IN_CONFIG = ("log_level", "nj", "force", "check_done")

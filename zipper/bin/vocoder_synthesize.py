@@ -19,12 +19,12 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import soundfile
 import torch
 
+from zipper.data.audio import write_wav
 from zipper.data.kaldi_dir import read_kv, write_kv
 from zipper.tokens.units import UnitSet
-from zipper.utils.atomic import atomic_path, atomic_write_json, mark_done
+from zipper.utils.atomic import atomic_write_json, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, run_main
 from zipper.utils.provenance import ProvenanceError
 from zipper.utils.sharding import add_sharding_options, finished_job_dirs, mark_job_finished, pending_job
@@ -48,11 +48,6 @@ def get_parser():
     parser.add_argument("--num_threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     add_sharding_options(parser)
     return parser
-
-
-def write_wav(path: Path, samples: np.ndarray, fs: int) -> None:
-    with atomic_path(path, suffix=".wav") as tmp:
-        soundfile.write(tmp, samples, fs, subtype="PCM_16", format="WAV")
 
 
 def run_job(args, out_dir: Path, units: UnitSet, deduplicated: bool) -> None:

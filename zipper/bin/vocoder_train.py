@@ -27,8 +27,8 @@ from zipper.utils.log import log_run_header
 from zipper.utils.provenance import ProvenanceError
 from zipper.vocoder.data import (SegmentSampler, VocoderUtt, load_utterances, most_audio_speaker,
                                  speaker_durations)
-from zipper.vocoder.inference import INFO_FILE
-from zipper.vocoder.model import UnitVocoder, build_discriminator
+from zipper.vocoder.inference import INFO_FILE, build_vocoder
+from zipper.vocoder.model import build_discriminator
 from zipper.vocoder.train import GanTrainer, valid_batches
 from zipper.vocoder.world import FeatureSegmentSampler, WorldVocoder, cached_features, whole_utterance_features
 
@@ -120,16 +120,6 @@ def select_utterances(utts: list[VocoderUtt], target: str, train_speakers: str, 
         taken[u.speaker] = taken.get(u.speaker, 0) + 1
         selected.append(u)
     return selected
-
-
-def build_vocoder(args, info: dict) -> torch.nn.Module:
-    """The model `args.vocoder` names, sized by the config and the training data's `info` (vocoder.json)."""
-    common = dict(n_speakers=len(info["speakers"]), embed_dim=args.embed_dim, spk_embed_dim=args.spk_embed_dim,
-                  duration_conf=args.duration_conf)
-    if getattr(args, "vocoder", "hifigan") == "world":
-        return WorldVocoder(info["n_units"], info["hop_length"], info["fs"], world_conf=args.world_conf,
-                            encoder_conf=args.encoder_conf, **common)
-    return UnitVocoder(info["n_units"], info["hop_length"], generator_conf=args.generator_conf, **common)
 
 
 def world_data(args, model: WorldVocoder, train_utts, valid_utts, speaker_ids: dict[str, int], target: str):

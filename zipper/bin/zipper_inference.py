@@ -12,7 +12,6 @@ speed (tokens/s, real-time factor when the set has utt2dur).
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import time
@@ -24,20 +23,17 @@ import torch
 import yaml
 
 from zipper.data.kaldi_dir import read_kv, write_kv
+from zipper.inference.api import decode_rows, load_fused, search_configs
 from zipper.inference.graphs import DECODE_STEPS
-from zipper.inference.search import SearchConfig
-from zipper.tasks.fusion_task import build_model, load_paired
-from zipper.tokens.token_list import BOS, EOS, NUM_SPECIAL, TokenList
+from zipper.tasks.fusion_task import load_paired
+from zipper.tokens.token_list import TokenList
 from zipper.tokens.units import UNITS_SCP, UnitArkWriter
-from zipper.train.trainer import load_model_state
 from zipper.utils.atomic import atomic_path, atomic_write_json, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, str2bool, yaml_value
 from zipper.utils.provenance import ProvenanceError, write_provenance
 from zipper.utils.sharding import add_sharding_options, finished_job_dirs, mark_job_finished, pending_job
 
 logger = logging.getLogger(__name__)
-DEFAULT_SEARCH = {"text": {"method": "greedy", "max_len": 200},
-                  "speech": {"method": "sample", "temperature": 0.8, "top_k": 50, "max_len": 800}}
 
 
 def get_parser():
@@ -63,65 +59,10 @@ def get_parser():
     return parser
 
 
-def search_configs(decode_config: Any) -> dict[str, SearchConfig]:
-    if isinstance(decode_config, str):
-        with open(decode_config, encoding="utf-8") as f:
-            decode_config = yaml.safe_load(f) or {}
-    configs = {}
-    for modality, default in DEFAULT_SEARCH.items():
-        settings = dict(default, **(decode_config or {}).get(modality, {}))
-        unknown = set(settings) - {f.name for f in dataclasses.fields(SearchConfig)}
-        if unknown:
-            raise ValueError(f"unknown search settings for {modality}: {sorted(unknown)}")
-        configs[modality] = SearchConfig(**settings)
-    return configs
-
-
-def load_model(exp_dir: str, checkpoint: str, device: str):
-    with open(Path(exp_dir) / "config.yaml", encoding="utf-8") as f:
-        args = argparse.Namespace(**yaml.safe_load(f))
-    model, tokenizer = build_model(args)
-    path = Path(exp_dir) / checkpoint
-    if not path.exists():
-        raise FileNotFoundError(f"{path} is missing: has {exp_dir} finished training?")
-    load_model_state(model, torch.load(path, map_location="cpu"))
-    return model.to(device).eval(), tokenizer, args
-
-
-def decode_batch(model, tokenizer, args, train_args, configs, speech: list[np.ndarray], text: list[np.ndarray],
-                 device) -> dict[str, list[list[int]]]:
-    from zipper.data.sequences import pad_batch
-    from zipper.inference.decoders import allowed_tokens, decode_vocab_expansion, decode_zipper
-    from zipper.models.zipper import Segment
-
-    if train_args.model == "vocab_expansion":
-        rows = [torch.from_numpy(r).to(device) for r in (speech if args.task == "asr" else text)]
-        modality = "text" if args.task == "asr" else "speech"
-        return {modality: decode_vocab_expansion(model, args.task, rows, configs[modality])}
-    speech_tokens, speech_lengths = pad_batch(speech, 0)
-    text_tokens, text_lengths = pad_batch(text, tokenizer.pad_id)
-    if args.task == "asr":
-        inputs = [Segment("speech", speech_tokens.to(device), speech_lengths.to(device))]
-        outputs = ["text", "speech"] if args.chain else ["text"]
-    else:
-        inputs = [Segment("text", text_tokens.to(device), text_lengths.to(device))]
-        outputs = ["speech"]
-    text_vocab = model.towers["text"].vocab_size
-    speech_vocab = model.towers["speech"].vocab_size
-    first_text = NUM_SPECIAL if type(tokenizer).__name__ == "TextTokenizer" else 0
-    allowed = {"text": allowed_tokens(text_vocab, first_text, text_vocab, [tokenizer.eos_id], device),
-               "speech": allowed_tokens(speech_vocab, NUM_SPECIAL, speech_vocab, [EOS], device)}
-    hyps = decode_zipper(model, inputs, outputs, configs, allowed, {"text": tokenizer.bos_id, "speech": BOS},
-                         {"text": tokenizer.eos_id, "speech": EOS}, step_mode=getattr(args, "step_mode", "dynamic"))
-    if "speech" in hyps:
-        hyps["speech"] = [[t - NUM_SPECIAL for t in h] for h in hyps["speech"]]
-    return hyps
-
-
 def run_job(args, out_dir: Path) -> None:
     if args.num_threads > 0:
         torch.set_num_threads(args.num_threads)
-    model, tokenizer, train_args = load_model(args.exp_dir, args.checkpoint, args.device)
+    model, tokenizer, train_args = load_fused(args.exp_dir, args.checkpoint, args.device)
     configs = search_configs(args.decode_config)
     speech_tokens = TokenList(train_args.speech_token_list)
     data = load_paired(args.units_dir, args.data_dir, speech_tokens, tokenizer, train_args.dedup,
@@ -133,21 +74,17 @@ def run_job(args, out_dir: Path) -> None:
         return
     mine, directory, key = pending
     index = {u: i for i, u in enumerate(data.utts)}
-    order = sorted(mine, key=lambda u: -len(data.speech[index[u]] if args.task == "asr" else data.text[index[u]]))
+    begin = time.time()
+    hyps = decode_rows(model, tokenizer, train_args, configs, [data.speech[index[u]] for u in mine],
+                       [data.text[index[u]] for u in mine], args.device, args.task, args.batch_size, args.chain,
+                       args.step_mode, progress=lambda done, n: logger.info("decoded %d / %d utterances", done, n))
     results: dict[str, dict[str, list[int]]] = {}
-    begin, generated = time.time(), 0
-    for start in range(0, len(order), args.batch_size):
-        batch = order[start:start + args.batch_size]
-        hyps = decode_batch(model, tokenizer, args, train_args, configs,
-                            [data.speech[index[u]] for u in batch], [data.text[index[u]] for u in batch], args.device)
-        for modality, rows in hyps.items():
-            nbest = len(rows) // len(batch)
-            for i, utt in enumerate(batch):
-                for k in range(nbest):
-                    key_name = utt if k == 0 else f"{utt}#{k + 1}"
-                    results.setdefault(modality, {})[key_name] = rows[i * nbest + k]
-                    generated += len(rows[i * nbest + k])
-        logger.info("decoded %d / %d utterances", min(start + args.batch_size, len(order)), len(order))
+    generated = 0
+    for modality, per_utt in hyps.items():
+        for utt, nbest in zip(mine, per_utt):
+            for k, row in enumerate(nbest):
+                results.setdefault(modality, {})[utt if k == 0 else f"{utt}#{k + 1}"] = row
+                generated += len(row)
     seconds = time.time() - begin
     directory.mkdir(parents=True, exist_ok=True)
     if "text" in results:

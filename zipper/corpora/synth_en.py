@@ -30,6 +30,7 @@ from zipper.corpora.voices import (Voice, flite_pitch_by_sox, missing_programs, 
 from zipper.utils.atomic import atomic_path, atomic_write_text
 
 logger = logging.getLogger(__name__)
+DONE_NAME = "synth_en"  # data/local/.done.synth_en: prepare_synth_en checks it, finish_synth_en writes it
 
 FS = 16000
 TEXT_SPEAKER = "text"

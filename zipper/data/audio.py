@@ -7,10 +7,16 @@ soundfile and run pipes ourselves.
 from __future__ import annotations
 
 import io
+import logging
+import os
 import subprocess
 
 import numpy as np
 import soundfile
+
+from zipper.utils.atomic import atomic_path
+
+logger = logging.getLogger(__name__)
 
 
 class AudioError(RuntimeError):
@@ -68,3 +74,47 @@ def audio_info(value: str) -> tuple[int, int]:
     if info.frames == 0:
         raise AudioError(f"'{value}' is empty")
     return info.samplerate, info.frames
+
+
+def read_any_audio(path: str | os.PathLike) -> tuple[int, np.ndarray]:
+    """(sample_rate, (N,) float32 samples) of any file soundfile reads; several channels are averaged (a warning).
+
+    Mono files take `read_audio`'s path, so that a recording a stage reads gives the same samples here.
+    """
+    path = str(path)
+    if not os.path.exists(path):
+        raise AudioError(f"cannot read audio '{path}': no such file")
+    try:
+        info = soundfile.info(path)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
+        raise AudioError(f"cannot read audio '{path}': {e}") from e
+    if info.channels == 1:
+        return read_audio(path)
+    try:
+        samples, rate = soundfile.read(path, dtype="float32", always_2d=True)  # (N, C)
+    except (OSError, RuntimeError, soundfile.LibsndfileError) as e:
+        raise AudioError(f"cannot read audio '{path}': {e}") from e
+    if samples.shape[0] == 0:
+        raise AudioError(f"'{path}' is empty")
+    logger.warning("'%s' has %d channels: averaged to mono", path, samples.shape[1])
+    return rate, samples.mean(axis=1).astype(np.float32)
+
+
+def to_mono(samples: np.ndarray, what: str) -> np.ndarray:
+    """(N,) or (N, C) -> (N,) float32, channels averaged with a warning."""
+    samples = np.asarray(samples, dtype=np.float32)
+    if samples.ndim == 2:
+        if samples.shape[1] > 1:
+            logger.warning("%s has %d channels: averaged to mono", what, samples.shape[1])
+        samples = samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise AudioError(f"{what}: expected samples of shape (N,) or (N, channels), got {samples.shape}")
+    if samples.size == 0:
+        raise AudioError(f"{what} is empty")
+    return samples
+
+
+def write_wav(path: str | os.PathLike, samples: np.ndarray, fs: int) -> None:
+    """16-bit PCM wav, written atomically."""
+    with atomic_path(path, suffix=".wav") as tmp:
+        soundfile.write(tmp, samples, fs, subtype="PCM_16", format="WAV")

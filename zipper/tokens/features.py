@@ -25,11 +25,17 @@ import torch
 import yaml
 
 from zipper.tokens import s3prl_compat
+from zipper.utils.provenance import short_hash
 
 logger = logging.getLogger(__name__)
 
 SAMPLE_RATE = 16000
 BASELINE_UPSTREAMS = ("mfcc", "fbank", "fbank_no_cmvn", "mel", "linear", "spectrogram")
+
+
+def feature_hash(provenance: dict[str, Any]) -> str:
+    """Identity of a feature configuration: upstream, layer and the resolved upstream config."""
+    return short_hash({k: provenance[k] for k in ("upstream", "layer", "upstream_conf")})
 
 
 def deep_update(base: dict, override: dict) -> dict:
@@ -108,8 +114,11 @@ class FeatureUpstream(torch.nn.Module):
         self.model.eval()
 
     def provenance(self) -> dict[str, Any]:
-        return {"upstream": self.name, "layer": self.layer, "upstream_conf": self.config,
+        """What the features are: with `feature_hash`, which k-means dirs and unit sets record."""
+        prov = {"upstream": self.name, "layer": self.layer, "upstream_conf": self.config,
                 "frame_shift_samples": self.frame_shift}
+        prov["feature_hash"] = feature_hash(prov)
+        return prov
 
     def num_frames(self, num_samples: int) -> int:
         if self.name in BASELINE_UPSTREAMS:

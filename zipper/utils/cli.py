@@ -40,6 +40,10 @@ def yaml_value(value: str):
         raise argparse.ArgumentTypeError(f"not valid YAML: {value!r} ({e})")
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """--help keeps the module docstring's lines (its example commands) and shows every option's default."""
+
+
 def make_parser(description: str, config: bool = False) -> argparse.ArgumentParser:
     """A parser whose --help shows defaults, with --log_level; with `config`, also --config / --print_config.
 
@@ -47,7 +51,7 @@ def make_parser(description: str, config: bool = False) -> argparse.ArgumentPars
     it.  --print_config: print the fully resolved options as YAML and exit (redirect it to start a new config).
     """
     parser = argparse.ArgumentParser(description=description,
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                                     formatter_class=HelpFormatter)
     parser.add_argument("--log_level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="logging verbosity")
     if config:

@@ -22,6 +22,7 @@ from zipper.utils.atomic import read_json
 from zipper.utils.provenance import check_provenance
 from zipper.vocoder.model import UnitVocoder, quiet_weight_norm
 from zipper.vocoder.train import MODEL_FILE
+from zipper.vocoder.world import WorldVocoder
 
 INFO_FILE = "vocoder.json"  # what the vocoder was trained on: units inventory, voices, rates
 
@@ -38,6 +39,16 @@ def units_are_deduplicated(units_dir: str | os.PathLike) -> bool:
                                 "cannot tell whether its units are deduplicated (pass --dedup true/false)")
     with open(config, encoding="utf-8") as f:
         return bool((yaml.safe_load(f) or {}).get("dedup", False))
+
+
+def build_vocoder(args, info: dict) -> torch.nn.Module:
+    """The model `args.vocoder` names, sized by the config and the training data's `info` (vocoder.json)."""
+    common = dict(n_speakers=len(info["speakers"]), embed_dim=args.embed_dim, spk_embed_dim=args.spk_embed_dim,
+                  duration_conf=args.duration_conf)
+    if getattr(args, "vocoder", "hifigan") == "world":
+        return WorldVocoder(info["n_units"], info["hop_length"], info["fs"], world_conf=args.world_conf,
+                            encoder_conf=args.encoder_conf, **common)
+    return UnitVocoder(info["n_units"], info["hop_length"], generator_conf=args.generator_conf, **common)
 
 
 class Vocoder:
@@ -57,8 +68,6 @@ class Vocoder:
         with open(exp_dir / "config.yaml", encoding="utf-8") as f:
             config = yaml.safe_load(f)
         info = read_json(exp_dir / INFO_FILE)
-        from zipper.bin.vocoder_train import build_vocoder
-
         model = build_vocoder(argparse.Namespace(**config), info)
         load_model_state(model, torch.load(exp_dir / checkpoint, map_location="cpu"))
         if isinstance(model, UnitVocoder):
