@@ -96,6 +96,20 @@ def test_a_row_that_sees_nothing_gets_exactly_no_cross_attention():
     assert torch.equal(layer(y, memory[:, :0]), y)
 
 
+def test_memory_scale_does_not_flatten_the_attention():
+    """The memory is normalised before keys and values: a tower whose projected states are 20x smaller (as
+    a fresh ReLU-MLP projection makes them) is attended to exactly as sharply as an O(1) one."""
+    torch.manual_seed(0)
+    layer = GatedCrossAttention(16, 4)
+    with torch.no_grad():
+        layer.attn_gate.fill_(1.0)
+    y, memory = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    assert torch.allclose(layer(y, memory * 0.05), layer(y, memory), atol=1e-2)
+    raw = GatedCrossAttention(16, 4, memory_norm=False)
+    raw.load_state_dict({k: v for k, v in layer.state_dict().items() if not k.startswith("memory_norm")})
+    assert not torch.allclose(raw(y, memory * 0.05), raw(y, memory), atol=1e-2)  # without it, it would
+
+
 def naive_greedy(model: ZipperModel, inputs, modality: str, bos: int, eos: int, allowed, max_len: int):
     """Recompute the whole forward at every step (no cache) and take the argmax."""
     out = [[] for _ in range(inputs[0].tokens.shape[0])]

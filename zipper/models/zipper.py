@@ -86,7 +86,7 @@ class ZipperModel(nn.Module):
     def __init__(self, towers: dict[str, nn.Module], intervals: dict[str, int], n_cross_layers: int = 0,
                  cross_heads: int = 4, cross_ff: int = 0, cross_dropout: float = 0.0, projection: str = "mlp",
                  projection_hidden: int = 0, input_projection: Sequence[str] = (), freeze: Sequence[str] = (),
-                 gate_lr_scale: float = 1.0, ctc_weight: float = 0.0):
+                 gate_lr_scale: float = 1.0, ctc_weight: float = 0.0, cross_memory_norm: bool = True):
         super().__init__()
         if len(towers) < 2:
             raise ValueError("Zipper needs at least two towers")
@@ -105,7 +105,8 @@ class ZipperModel(nn.Module):
         # block index (0-based) after which cross layer n (0-based) sits, per tower
         self.cross_after = {m: {(n + 1) * intervals[m] - 1: n for n in range(self.n_cross)} for m in towers}
         self.cross = nn.ModuleDict({m: nn.ModuleList(
-            GatedCrossAttention(t.d_model, cross_heads, cross_ff, cross_dropout) for _ in range(self.n_cross))
+            GatedCrossAttention(t.d_model, cross_heads, cross_ff, cross_dropout, memory_norm=cross_memory_norm)
+            for _ in range(self.n_cross))
             for m, t in towers.items()})
         self.proj = nn.ModuleDict({f"{m}<-{o}": nn.ModuleList(
             Projection(towers[o].d_model, towers[m].d_model, projection, projection_hidden)
