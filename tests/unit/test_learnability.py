@@ -122,3 +122,25 @@ def test_ctc_aid_trains_on_its_weighted_loss_and_reports_the_next_token_loss():
     assert stats["asr_ctc"] > 0 and "ctc.ctc_lo.weight" in model.checkpoint_state_dict()
     trained, stats, _ = model("tts", **batch)  # TTS batches: no CTC (the speech follows the text there)
     assert float(trained) == float(stats["loss"]) and "asr_ctc" not in stats
+
+
+def test_guided_attention_aid_is_a_training_loss_on_the_output_towers_attention():
+    text, speech = fused("zipper").towers.values()
+    model = ZipperModel({"text": text, "speech": speech}, {"text": 1, "speech": 1}, cross_heads=4,
+                        projection="linear", freeze=["text"], guided_attention_weight=2.0)
+    batch = pairs()
+    for task in ("asr", "tts"):
+        trained, stats, _ = model.train()(task, **batch)
+        assert 0 < float(stats[f"{task}_guided"]) < 1
+        assert float(trained) == pytest.approx(float(stats["loss"]) + 2.0 * float(stats[f"{task}_guided"]))
+        _, stats, _ = model.eval()(task, **batch)
+        assert f"{task}_guided" not in stats  # validation and decoding use the fused kernel, no weights kept
+    # the weights it sees are those the layer computed: the same output as the fused kernel's
+    layer = model.cross["text"][0]
+    y, memory = torch.randn(2, 3, 32), torch.randn(2, 5, 32)
+    with torch.no_grad():
+        layer.attn_gate.fill_(1.0)
+    layer.eval().keep_probs = False
+    fused_out = layer(y, memory)
+    layer.keep_probs = True
+    assert torch.allclose(layer(y, memory), fused_out, atol=1e-5) and layer.last_probs.shape == (2, 4, 3, 5)

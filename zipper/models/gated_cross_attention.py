@@ -58,6 +58,8 @@ class GatedCrossAttention(nn.Module):
         self.attn_gate = nn.Parameter(torch.zeros(()))
         self.ff_gate = nn.Parameter(torch.zeros(()))
         self.dropout = dropout
+        self.keep_probs = False  # set to keep the attention weights of the last call in `last_probs`
+        self.last_probs: Optional[torch.Tensor] = None  # (B, H, T, S)
 
     def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """memory (B, S, D) -> keys, values (B, H, S, Dh), reusable across decoding steps."""
@@ -105,8 +107,15 @@ class GatedCrossAttention(nn.Module):
                 return y
         b, t, d = y.shape
         q = self.q(self.attn_norm(y)).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
-        attended = F.scaled_dot_product_attention(q, prepared.k, prepared.v, attn_mask=prepared.mask,
-                                                  dropout_p=self.dropout if self.training else 0.0)
+        if self.keep_probs:  # the weights themselves, for a loss on them (guided attention): no fused kernel
+            scores = q @ prepared.k.transpose(-1, -2) / self.head_dim ** 0.5  # (B, H, T, S)
+            if prepared.mask is not None:
+                scores = scores.masked_fill(~prepared.mask, float("-inf"))
+            self.last_probs = scores.softmax(dim=-1)
+            attended = F.dropout(self.last_probs, self.dropout, self.training) @ prepared.v
+        else:
+            attended = F.scaled_dot_product_attention(q, prepared.k, prepared.v, attn_mask=prepared.mask,
+                                                      dropout_p=self.dropout if self.training else 0.0)
         out = y + torch.tanh(self.attn_gate) * self.out(attended.transpose(1, 2).reshape(b, t, d))
         out = out + torch.tanh(self.ff_gate) * self.ff(self.ff_norm(out))
         if prepared.visible is not None:

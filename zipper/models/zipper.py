@@ -86,7 +86,8 @@ class ZipperModel(nn.Module):
     def __init__(self, towers: dict[str, nn.Module], intervals: dict[str, int], n_cross_layers: int = 0,
                  cross_heads: int = 4, cross_ff: int = 0, cross_dropout: float = 0.0, projection: str = "mlp",
                  projection_hidden: int = 0, input_projection: Sequence[str] = (), freeze: Sequence[str] = (),
-                 gate_lr_scale: float = 1.0, ctc_weight: float = 0.0, cross_memory_norm: bool = True):
+                 gate_lr_scale: float = 1.0, ctc_weight: float = 0.0, cross_memory_norm: bool = True,
+                 guided_attention_weight: float = 0.0, guided_attention_sigma: float = 0.4):
         super().__init__()
         if len(towers) < 2:
             raise ValueError("Zipper needs at least two towers")
@@ -122,6 +123,14 @@ class ZipperModel(nn.Module):
             from espnet2.asr.ctc import CTC
 
             self.ctc = CTC(towers["text"].vocab_size, towers["speech"].d_model)  # blank = 0 = <pad>, never a target
+        # another deviation, off by default: a guided-attention loss (Tachibana et al. 2017, ESPnet's TTS) that
+        # favours the diagonal in every cross-attention layer of the output tower while training
+        self.guided_attention_weight = guided_attention_weight
+        self.guided_attention = None
+        if guided_attention_weight > 0:
+            from espnet.nets.pytorch_backend.e2e_tts_tacotron2 import GuidedAttentionLoss
+
+            self.guided_attention = GuidedAttentionLoss(sigma=guided_attention_sigma)
         self.frozen = set(freeze)
         for m in self.frozen:
             for p in self.towers[m].parameters():
@@ -228,11 +237,38 @@ class ZipperModel(nn.Module):
         """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain).
         With a CTC head (ctc_weight > 0), ASR batches add ctc_weight x its loss to the loss they train on."""
         memory: dict[str, Memory] = {}
-        aux = None
-        if self.ctc is not None and task == "asr":
-            aux = (lambda: self.ctc_loss(memory["speech"], text, text_lengths))
+        out_modality = "text" if task == "asr" else "speech"
+        guided = self.guided_attention is not None and self.training
+        for layer in self.cross[out_modality]:
+            layer.keep_probs = guided
+
+        def aux() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+            total, stats = torch.zeros((), device=speech.device), {}
+            if self.ctc is not None and task == "asr":
+                total, stats = self.ctc_loss(memory["speech"], text, text_lengths)
+            if guided:
+                lengths = {"speech": speech_lengths, "text": text_lengths}
+                other = "speech" if out_modality == "text" else "text"
+                loss = self.guided_attention_loss(self.cross[out_modality], lengths[out_modality], lengths[other])
+                total = total + self.guided_attention_weight * loss
+                stats[f"{task}_guided"] = loss.detach()
+            return total, stats
+
+        use_aux = (self.ctc is not None and task == "asr") or guided
         return task_forward(functools.partial(self.task_loss, memory=memory), task, speech, speech_lengths, text,
-                            text_lengths, measure_gain, aux)
+                            text_lengths, measure_gain, aux if use_aux else None)
+
+    def guided_attention_loss(self, layers: nn.ModuleList, query_lengths: torch.Tensor,
+                              memory_lengths: torch.Tensor) -> torch.Tensor:
+        """Mean over the cross layers of ESPnet's guided-attention loss on every head's weights."""
+        losses = []
+        for layer in layers:
+            probs = layer.last_probs  # (B, H, T, S)
+            b, h, t, s = probs.shape
+            losses.append(self.guided_attention(probs.reshape(b * h, t, s), memory_lengths.repeat_interleave(h),
+                                                query_lengths.repeat_interleave(h)))
+            layer.last_probs = None
+        return torch.stack(losses).mean()
 
     def ctc_loss(self, speech: Memory, text: torch.Tensor, text_lengths: torch.Tensor
                  ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
