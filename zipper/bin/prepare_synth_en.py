@@ -23,7 +23,7 @@ from zipper.corpora.text_sources import SourcePaths, TextSourceError
 from zipper.corpora.voices import VoiceError
 from zipper.data.kaldi_dir import DataDirError, spk2utt_from_utt2spk, write_kv
 from zipper.utils.atomic import atomic_write_json, atomic_write_text, clear_done, done_marker, is_done
-from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, str2bool
+from zipper.utils.cli import make_parser, non_negative_int, parse_and_setup, positive_int, run_main, str2bool
 from zipper.utils.log import log_run_header
 from zipper.utils.provenance import hash_file
 
@@ -53,13 +53,6 @@ def share(value: str) -> float:
     if not 0 <= f <= 1:
         raise argparse.ArgumentTypeError(f"expected a share in [0, 1], got {value!r}")
     return f
-
-
-def non_negative_int(value: str) -> int:
-    n = int(value)
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value!r}")
-    return n
 
 
 def get_parser() -> argparse.ArgumentParser:

@@ -9,14 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from zipper.corpora.librispeech import CorpusError, PrepOptions, eval_set_name
-from zipper.utils.cli import positive_int, str2bool
-
-
-def non_negative_int(value: str) -> int:
-    number = int(value)
-    if number < 0:
-        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {value!r}")
-    return number
+from zipper.utils.cli import non_negative_int, positive_int, str2bool
 
 
 def add_common_options(parser: argparse.ArgumentParser, train_subsets: Sequence[str]) -> None:

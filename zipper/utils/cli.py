@@ -30,6 +30,13 @@ def positive_int(value: str) -> int:
     return number
 
 
+def non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or a positive integer, got {value!r}")
+    return number
+
+
 def yaml_value(value: str):
     """An option value given as YAML on the command line: `--upstream_conf '{ckpt: /x.pt}'`."""
     import yaml
