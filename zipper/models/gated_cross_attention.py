@@ -8,8 +8,9 @@ compute alone.  The memory is RMS-normalised before its keys and values (as Flam
 its Perceiver through a LayerNorm; the paper is silent): the projected states of another tower can be 50x
 smaller than the queries (measured: rms 0.03 after the ReLU-MLP projection vs 2 in the text stream), and then
 the attention is uniform, its output a content-free mean, and its gradients vanish (docs/learning.md).
-A batch row with no visible memory (no token of the other modality before it) is returned unchanged - exactly, not approximately - because attending over an empty set is undefined and a softmax
-over masked keys would otherwise leak padding.  Keys and values of a memory can be computed once
+A batch row with no visible memory (no token of the other modality before it) is returned unchanged -
+exactly, not approximately - because attending over an empty set is undefined and a softmax over masked keys
+would otherwise leak padding.  Keys and values of a memory can be computed once
 (`memory_kv`, `prepare` -> CrossMemory) and reused at every decoding step; which rows see anything is decided
 then too, so that a step never asks the device (no host-device sync in the decoding loop).
 """
