@@ -37,5 +37,5 @@ def test_units_from_an_ssl_upstream_whose_weights_moved(tmp_path):
     moved = tmp_path / "elsewhere" / "hubert"
     shutil.move(original, moved)
     assert AudioToUnits(km, inventory, upstream_ckpt=moved)(samples, "x").tolist() == before.tolist()
-    with pytest.raises(Exception):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
         AudioToUnits(km, inventory)  # the k-means' own path is gone

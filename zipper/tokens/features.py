@@ -105,6 +105,10 @@ class FeatureUpstream(torch.nn.Module):
             self.frame_shift = self.model.get_downsample_rates("hidden_states")
         else:
             self.config = dict(self.conf)
+            ckpt = str(self.conf.get("ckpt", ""))
+            if ckpt and (os.path.isabs(ckpt) or ckpt.startswith((".", "~"))) and not os.path.exists(
+                    os.path.expanduser(ckpt)):  # else s3prl/transformers take it for a hub name and download
+                raise FileNotFoundError(f"upstream '{name}': its checkpoint {ckpt} does not exist")
             hub = hub_module(name)
             if not hasattr(hub, name):
                 raise ValueError(f"unknown s3prl upstream '{name}' (see s3prl.hub; local checkpoints: "
