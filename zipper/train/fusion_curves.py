@@ -47,7 +47,7 @@ def plot_fusion_history(history: list[dict], image: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
     for task, points in sorted(gains.items()):
         left.plot(*zip(*points), marker="o", label=task.upper())
     left.axhline(0.0, color="gray", lw=0.8)
@@ -60,8 +60,8 @@ def plot_fusion_history(history: list[dict], image: Path) -> bool:
         right.plot(*zip(*points), marker=".", lw=1, ls="--" if name.endswith(" ff") else "-", label=name)
     right.set_title("gates, tanh(a)", fontsize=9)
     right.set_xlabel("updates")
-    if gates:
-        right.legend(fontsize=6, ncol=2)
+    if gates:  # beside the panel: with 4 layers x 2 towers x 2 gates it would hide the curves
+        right.legend(fontsize=6, ncol=1 + len(gates) // 12, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     for ax in (left, right):
         ax.grid(alpha=0.3)
     fig.tight_layout()
