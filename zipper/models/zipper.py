@@ -235,28 +235,26 @@ class ZipperModel(nn.Module):
     def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
                 text_lengths: torch.Tensor, measure_gain: bool = False, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain).
-        With a CTC head (ctc_weight > 0), ASR batches add ctc_weight x its loss to the loss they train on."""
+        The training aids, when configured, add to the loss trained on: ASR batches ctc_weight x the CTC loss,
+        training batches guided_attention_weight x the guided-attention loss of the output tower."""
         memory: dict[str, Memory] = {}
-        out_modality = "text" if task == "asr" else "speech"
+        out_modality, query_lengths, memory_lengths = (("text", text_lengths, speech_lengths) if task == "asr"
+                                                       else ("speech", speech_lengths, text_lengths))
+        use_ctc = self.ctc is not None and task == "asr"
         guided = self.guided_attention is not None and self.training
         for layer in self.cross[out_modality]:
             layer.keep_probs = guided
 
         def aux() -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-            total, stats = torch.zeros((), device=speech.device), {}
-            if self.ctc is not None and task == "asr":
-                total, stats = self.ctc_loss(memory["speech"], text, text_lengths)
+            total, stats = self.ctc_loss(memory["speech"], text, text_lengths) if use_ctc else (0.0, {})
             if guided:
-                lengths = {"speech": speech_lengths, "text": text_lengths}
-                other = "speech" if out_modality == "text" else "text"
-                loss = self.guided_attention_loss(self.cross[out_modality], lengths[out_modality], lengths[other])
+                loss = self.guided_attention_loss(self.cross[out_modality], query_lengths, memory_lengths)
                 total = total + self.guided_attention_weight * loss
                 stats[f"{task}_guided"] = loss.detach()
             return total, stats
 
-        use_aux = (self.ctc is not None and task == "asr") or guided
         return task_forward(functools.partial(self.task_loss, memory=memory), task, speech, speech_lengths, text,
-                            text_lengths, measure_gain, aux if use_aux else None)
+                            text_lengths, measure_gain, aux if use_ctc or guided else None)
 
     def guided_attention_loss(self, layers: nn.ModuleList, query_lengths: torch.Tensor,
                               memory_lengths: torch.Tensor) -> torch.Tensor:
