@@ -403,6 +403,7 @@ class Trainer:
             plot_history(self.state.history, self.output_dir / "images")
         if self.writer:
             self.writer.close()
+        end_distributed()
         return self.state.history
 
     def finish_epoch(self, stats: dict, set_name: str, metric: str, mode: str) -> bool:
@@ -496,3 +497,11 @@ def setup_distributed(args) -> None:
         torch.distributed.init_process_group(backend)
         if args.ngpu > 0:
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def end_distributed() -> None:
+    """Leave the process group once every rank is done: a rank exiting with gloo's threads still alive aborts
+    ("terminate called without an active exception"), which fails the whole torchrun launch."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()
