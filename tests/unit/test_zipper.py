@@ -128,9 +128,12 @@ def naive_greedy(model: ZipperModel, inputs, modality: str, bos: int, eos: int, 
     return out
 
 
+@pytest.mark.parametrize("rotary", [False, True])
 @pytest.mark.parametrize("task", ["asr", "tts"])
-def test_cached_decoding_gives_the_same_tokens_as_uncached(task):
-    model = zipper(seed=3).eval()
+def test_cached_decoding_gives_the_same_tokens_as_uncached(task, rotary):
+    model = zipper(seed=3, cross_rotary=rotary).eval()
+    if rotary:
+        model.set_position_scale({"text": 2.5})
     open_gates(model, 0.5)
     speech, text = batch(seed=4)
     inputs, modality = ([speech], "text") if task == "asr" else ([text], "speech")
@@ -269,3 +272,38 @@ def test_zipper_with_a_hugging_face_text_tower():
     assert torch.equal(out[1].logits, hf(text.tokens).logits)
     open_gates(model)
     assert not torch.allclose(model.forward_segments([speech, text])[1].logits, out[1].logits)
+
+
+def test_rotary_cross_attention_puts_both_modalities_on_one_axis():
+    """cross_rotary: the cross-attention scores depend on where a query and a key sit (text token i at
+    i x position_scale["text"] speech frames); it still sees no later token, and the scale is in the model file."""
+    model = zipper(cross_rotary=True).eval()
+    open_gates(model)
+    speech, text = batch()
+    plain = model.forward_segments([speech, text])[1].logits
+    model.set_position_scale({"text": 3.0})
+    scaled = model.forward_segments([speech, text])[1].logits
+    assert not torch.allclose(plain, scaled)  # the same tokens, other positions: other attention
+    other_text = Segment("text", torch.randint(NUM_SPECIAL, 30, (2, 6)), text.lengths)
+    assert torch.equal(model.forward_segments([speech, other_text])[0].logits,
+                       model.forward_segments([speech, text])[0].logits)
+    again = zipper(cross_rotary=True).eval()
+    again.load_checkpoint_state_dict(model.checkpoint_state_dict())
+    assert float(again.position_scale[0]) == 3.0
+    assert torch.equal(again.forward_segments([speech, text])[1].logits, scaled)
+    with pytest.raises(ValueError, match="must be positive"):
+        model.set_position_scale({"text": 0.0})
+
+
+def test_rotary_keys_and_queries_prefer_the_diagonal_without_content():
+    """With identical content everywhere, a rotary layer still attends most to the key at its own position."""
+    torch.manual_seed(0)
+    layer = GatedCrossAttention(16, 1, rotary=True, rope_theta=100.0)
+    with torch.no_grad():
+        layer.q.weight.copy_(torch.eye(16) * 4)
+        layer.kv.weight.copy_(torch.cat([torch.eye(16) * 4, torch.eye(16)]))
+    layer.keep_probs = True
+    same = torch.ones(1, 6, 16)
+    prepared = layer.prepare(layer.memory_kv(same, torch.arange(6.0)))
+    layer(same, prepared=prepared, positions=torch.arange(6.0))
+    assert torch.equal(layer.last_probs[0, 0].argmax(dim=-1), torch.arange(6))

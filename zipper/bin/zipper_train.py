@@ -18,7 +18,7 @@ from typing import Sequence
 
 import torch
 
-from zipper.tasks.fusion_task import PairedBatches, add_fusion_arguments, build_model, load_paired
+from zipper.tasks.fusion_task import PairedBatches, add_fusion_arguments, build_model, load_paired, position_scale
 from zipper.tokens.token_list import TokenList
 from zipper.train.experiment import begin_run
 from zipper.train.fusion_curves import plot_fusion_history
@@ -61,6 +61,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                              args.max_speech_len, args.max_text_len)
     logger.info("data: %d aligned utterances for training (%s), %d for validation; tasks %s",
                 len(train_data.utts), args.train_text, len(valid_data.utts), args.tasks)
+    if getattr(model, "cross_rotary", False):
+        scale = position_scale(train_data)
+        model.set_position_scale(scale)
+        logger.info("cross-attention positions: a text token spans %.2f speech units", scale["text"])
     if hasattr(model, "parameter_report"):
         for line in model.parameter_report():
             logger.info("%s", line)

@@ -8,6 +8,9 @@ compute alone.  The memory is RMS-normalised before its keys and values (as Flam
 its Perceiver through a LayerNorm; the paper is silent): the projected states of another tower can be 50x
 smaller than the queries (measured: rms 0.03 after the ReLU-MLP projection vs 2 in the text stream), and then
 the attention is uniform, its output a content-free mean, and its gradients vanish (docs/learning.md).
+With `rotary` (a deviation, off by default; the paper is silent on positions in f_cross), queries and keys
+are rotated by their positions on a common axis (ZipperModel puts text tokens on the speech frame axis), so
+that a head can prefer the diagonal of the alignment before it can match content (docs/learning.md).
 A batch row with no visible memory (no token of the other modality before it) is returned unchanged -
 exactly, not approximately - because attending over an empty set is undefined and a softmax over masked keys
 would otherwise leak padding.  Keys and values of a memory can be computed once
@@ -23,6 +26,8 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from zipper.models.tower import apply_rotary, rotary_angles
 
 
 @dataclasses.dataclass
@@ -43,7 +48,7 @@ class CrossMemory:
 
 class GatedCrossAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int = 0, dropout: float = 0.0, norm_eps: float = 1e-5,
-                 memory_norm: bool = True):
+                 memory_norm: bool = True, rotary: bool = False, rope_theta: float = 10000.0):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
@@ -59,14 +64,25 @@ class GatedCrossAttention(nn.Module):
         self.attn_gate = nn.Parameter(torch.zeros(()))
         self.ff_gate = nn.Parameter(torch.zeros(()))
         self.dropout = dropout
+        self.rotary, self.rope_theta = rotary, rope_theta
         self.keep_probs = False  # set to keep the attention weights of the last call in `last_probs`
         self.last_probs: Optional[torch.Tensor] = None  # (B, H, T, S)
 
-    def memory_kv(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """memory (B, S, D) -> keys, values (B, H, S, Dh), reusable across decoding steps."""
+    def memory_kv(self, memory: torch.Tensor, positions: Optional[torch.Tensor] = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
+        """memory (B, S, D) -> keys, values (B, H, S, Dh), reusable across decoding steps.
+        positions (S,) or (B, S): where each memory token sits (rotary layers; default 0 .. S-1)."""
         b, s, _ = memory.shape
         k, v = self.kv(self.memory_norm(memory)).view(b, s, 2, self.n_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        return k, v
+        return self.rotate(k, positions), v
+
+    def rotate(self, x: torch.Tensor, positions: Optional[torch.Tensor]) -> torch.Tensor:
+        """x (B, H, T, Dh) rotated by positions (T,) or (B, T) (default 0 .. T-1); unchanged unless rotary."""
+        if not self.rotary:
+            return x
+        if positions is None:
+            positions = torch.arange(x.shape[2], device=x.device)
+        return apply_rotary(x, *rotary_angles(positions, self.head_dim, self.rope_theta))
 
     @staticmethod
     def prepare(memory_kv: tuple[torch.Tensor, torch.Tensor], memory_mask: Optional[torch.Tensor] = None
@@ -95,9 +111,9 @@ class GatedCrossAttention(nn.Module):
     def forward(self, y: torch.Tensor, memory: Optional[torch.Tensor] = None,
                 memory_mask: Optional[torch.Tensor] = None,
                 memory_kv: Optional[tuple[torch.Tensor, torch.Tensor]] = None,
-                prepared: Optional[CrossMemory] = None) -> torch.Tensor:
+                prepared: Optional[CrossMemory] = None, positions: Optional[torch.Tensor] = None) -> torch.Tensor:
         """y (B, T, D) queries; memory (B, S, D), or precomputed memory_kv, or a `prepare`d CrossMemory;
-        memory_mask (B, S) True = visible."""
+        memory_mask (B, S) True = visible; positions (T,) or (B, T): the queries' (rotary layers only)."""
         if prepared is None:
             if memory_kv is None:
                 if memory is None or memory.shape[1] == 0:
@@ -108,6 +124,7 @@ class GatedCrossAttention(nn.Module):
                 return y
         b, t, d = y.shape
         q = self.q(self.attn_norm(y)).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # (B, H, T, Dh)
+        q = self.rotate(q, positions)
         if self.keep_probs:  # the weights themselves, for a loss on them (guided attention): no fused kernel
             scores = q @ prepared.k.transpose(-1, -2) / self.head_dim ** 0.5  # (B, H, T, S)
             if prepared.mask is not None:

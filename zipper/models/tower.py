@@ -156,6 +156,16 @@ class RotaryEmbedding(nn.Module):
         return cos.unsqueeze(1), sin.unsqueeze(1)
 
 
+def rotary_angles(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real-valued positions (T,) or (B, T) -> cos, sin (B or 1, 1, T, Dh/2), computed, not looked up: the
+    cross-attention's positions are scaled (text tokens on the speech frame axis) and need not be integers."""
+    exponent = torch.arange(0, head_dim, 2, dtype=torch.float32, device=positions.device) / head_dim
+    angles = positions.float()[..., None] * theta ** -exponent  # (..., T, Dh/2)
+    if positions.dim() == 1:
+        angles = angles.unsqueeze(0)
+    return angles.cos().unsqueeze(1), angles.sin().unsqueeze(1)
+
+
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate pairs (first half, second half) of the head dim: x (B, H, T, Dh)."""
     x1, x2 = x.chunk(2, dim=-1)

@@ -13,7 +13,12 @@ Where the paper is silent we chose, and say so:
   * input projection: h0 = e + tanh(a_in) * ReLU(MLP(e)), a_in = 0 at init - the paper's ReLU(MLP(embed)) as a
     gated residual, so that the fused model starts exactly as its towers (Flamingo's principle, and a test);
   * cross-tower projection p: 3-layer MLP (default) or linear, then ReLU, one per cross-attention layer;
-  * with more than two towers, a tower attends to the concatenation of all other towers' projected states.
+  * with more than two towers, a tower attends to the concatenation of all other towers' projected states;
+  * positions in the cross-attention: none (the paper's f_cross has none, and a token must find its place in
+    the other modality by content alone), or, with `cross_rotary` (a deviation, off by default), rotary
+    positions on one axis for both modalities: speech frames count 1, text tokens `position_scale["text"]`
+    frames each (the training data's speech/text length ratio, kept in the model file), so that text token i
+    and speech frame j are near exactly when they are near on the diagonal of the alignment.
 """
 
 from __future__ import annotations
@@ -87,7 +92,8 @@ class ZipperModel(nn.Module):
                  cross_heads: int = 4, cross_ff: int = 0, cross_dropout: float = 0.0, projection: str = "mlp",
                  projection_hidden: int = 0, input_projection: Sequence[str] = (), freeze: Sequence[str] = (),
                  gate_lr_scale: float = 1.0, ctc_weight: float = 0.0, cross_memory_norm: bool = True,
-                 guided_attention_weight: float = 0.0, guided_attention_sigma: float = 0.4):
+                 guided_attention_weight: float = 0.0, guided_attention_sigma: float = 0.4,
+                 cross_rotary: bool = False):
         super().__init__()
         if len(towers) < 2:
             raise ValueError("Zipper needs at least two towers")
@@ -106,7 +112,8 @@ class ZipperModel(nn.Module):
         # block index (0-based) after which cross layer n (0-based) sits, per tower
         self.cross_after = {m: {(n + 1) * intervals[m] - 1: n for n in range(self.n_cross)} for m in towers}
         self.cross = nn.ModuleDict({m: nn.ModuleList(
-            GatedCrossAttention(t.d_model, cross_heads, cross_ff, cross_dropout, memory_norm=cross_memory_norm)
+            GatedCrossAttention(t.d_model, cross_heads, cross_ff, cross_dropout, memory_norm=cross_memory_norm,
+                                rotary=cross_rotary)
             for _ in range(self.n_cross))
             for m, t in towers.items()})
         self.proj = nn.ModuleDict({f"{m}<-{o}": nn.ModuleList(
@@ -115,6 +122,9 @@ class ZipperModel(nn.Module):
         self.input_proj = nn.ModuleDict({m: InputProjection(towers[m].d_model, projection, projection_hidden)
                                          for m in input_projection})
         self.gate_lr_scale = gate_lr_scale
+        self.cross_rotary = cross_rotary
+        if cross_rotary:  # frames per token of each tower on the common position axis (set_position_scale)
+            self.register_buffer("position_scale", torch.ones(len(towers)))
         # a deviation from the paper, off by default: an auxiliary CTC head that reads the transcript from the
         # speech tower's states (Kim, Hori & Watanabe 2017), so that they carry text before attention aligns
         self.ctc_weight = ctc_weight
@@ -143,6 +153,24 @@ class ZipperModel(nn.Module):
         return self
 
     # ------------------------------------------------------------------------------------------- memory
+    def set_position_scale(self, scale: dict[str, float]) -> None:
+        """How many units of the common position axis one token of each named tower spans (cross_rotary)."""
+        names = list(self.towers)
+        for m, value in scale.items():
+            if not value > 0:
+                raise ValueError(f"position scale of '{m}' must be positive, got {value}")
+            self.position_scale[names.index(m)] = float(value)
+
+    def positions(self, modality: str, start, length: int, device: torch.device) -> Optional[torch.Tensor]:
+        """(T,) positions start .. start+length-1 of `modality` on the common axis; None without cross_rotary.
+        start: an int, or a (T,) long tensor of positions already (static decoding's cache slots)."""
+        if not self.cross_rotary:
+            return None
+        scale = self.position_scale[list(self.towers).index(modality)]
+        if torch.is_tensor(start):
+            return start.float() * scale
+        return torch.arange(start, start + length, device=device, dtype=torch.float32) * scale
+
     def cross_memory(self, modality: str, memory: dict[str, Memory]) -> list[Optional[CrossMemory]]:
         """Per cross layer n of `modality`: the keys/values/mask over every other modality's memory, or None
         (no other memory yet, or no row sees any of it)."""
@@ -150,17 +178,20 @@ class ZipperModel(nn.Module):
         if not others:
             return [None] * self.n_cross
         mask = torch.cat([memory[o].mask for o in others], dim=1)
+        positions = None
+        if self.cross_rotary:
+            positions = torch.cat([self.positions(o, 0, memory[o].mask.shape[1], mask.device) for o in others])
         out = []
         for n in range(self.n_cross):
             states = torch.cat([self.proj[f"{modality}<-{o}"][n](memory[o].states[n]) for o in others], dim=1)
             layer = self.cross[modality][n]
-            if n == 0:
-                first = layer.prepare(layer.memory_kv(states), mask)  # the visibility questions, asked once
+            if n == 0:  # the visibility questions, asked once
+                first = layer.prepare(layer.memory_kv(states, positions), mask)
                 if first is None:
                     return [None] * self.n_cross
                 out.append(first)
             else:
-                out.append(CrossMemory(*layer.memory_kv(states), first.mask, first.visible))
+                out.append(CrossMemory(*layer.memory_kv(states, positions), first.mask, first.visible))
         return out
 
     def run_segment(self, segment: Segment, memory: dict[str, Memory], cache=None,
@@ -177,13 +208,15 @@ class ZipperModel(nn.Module):
             cross = self.cross_memory(m, memory)
         recorded: list[torch.Tensor] = []
         after = self.cross_after[m]
+        start = cache_position if cache_position is not None else (cache.length if cache is not None else 0)
+        positions = self.positions(m, start, e.shape[1], e.device)  # (T,) the queries', or None
 
         def hook(i: int, h: torch.Tensor) -> torch.Tensor:
             n = after.get(i)
             if n is None:
                 return h
             if cross[n] is not None:
-                h = self.cross[m][n](h, prepared=cross[n])
+                h = self.cross[m][n](h, prepared=cross[n], positions=positions)
             recorded.append(h)
             return h
 

@@ -80,6 +80,13 @@ def load_paired(units_dir: str, text: str, speech_tokens: TokenList, tokenizer: 
     return PairedData(utts, speech, text_ids)
 
 
+def position_scale(data: PairedData) -> dict[str, float]:
+    """Frames per token of each modality on the cross-attention's common position axis (cross_rotary): a
+    speech unit is 1, a text token the training pairs' mean speech/text length ratio."""
+    speech, text = sum(len(s) for s in data.speech), sum(len(t) for t in data.text)
+    return {"speech": 1.0, "text": speech / max(text, 1)}
+
+
 class PairedBatches:
     """BatchSource of (task, indices): one task per batch, length-bucketed on speech + text length."""
 
