@@ -13,6 +13,7 @@ from audio_factory import make_data_dir
 from zipper.bin import (dump_units, extract_feats, format_audio, make_unit_token_list, subset_units, train_kmeans,
                         train_text_tokenizer)
 from zipper.data.kaldi_dir import DataDirError, read_kv, validate_data_dir, write_kv
+from zipper.tokens.kmeans import KMeansModel, position_basis
 from zipper.tokens.token_list import NUM_SPECIAL, TokenList
 from zipper.tokens.units import UnitSet
 from zipper.utils.provenance import ProvenanceError
@@ -187,3 +188,25 @@ def test_text_tokenizer_cli(tmp_path):
     before = (out / "sentencepiece.model").stat().st_mtime_ns
     train_text_tokenizer.main(["--text", str(data / "text"), "--out_dir", str(out), "--vocab_size", "30"])
     assert (out / "sentencepiece.model").stat().st_mtime_ns == before  # same inputs: nothing redone
+
+
+def test_kmeans_with_the_position_removed_assigns_each_utterance_from_its_own_frame_indices(tmp_path, capsys):
+    _, feats, km_args = units_pipeline(tmp_path)
+    km_args = km_args + ["--remove_position", "8"]
+    train_kmeans.main(km_args + ["--print_tag", "true"])
+    tag = capsys.readouterr().out.strip()
+    train_kmeans.main(km_args)
+    km_dir = tmp_path / "km" / tag
+    assert np.load(km_dir / "position.npy").shape == (9, 39)
+    assert json.loads((km_dir / "provenance.json").read_text())["remove_position"] == 8
+    units_dir = tmp_path / "units" / "train"
+    run_sharded(dump_units.main, ["--feats_dir", str(feats), "--kmeans_dir", str(km_dir), "--out_dir", str(units_dir)])
+    model = KMeansModel(km_dir)
+    units = UnitSet(units_dir)
+    centroids, weights = np.load(km_dir / "centroids.npy"), np.load(km_dir / "position.npy")
+    for utt, path in read_kv(feats / "feats.scp").items():
+        x = kaldiio.load_mat(path)
+        assert units[utt].tolist() == model(x).tolist()  # batched in dump_units, one utterance here
+        x = x - position_basis(np.arange(len(x)), 8).numpy() @ weights
+        expected = ((x[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
+        assert units[utt].tolist() == expected.tolist()

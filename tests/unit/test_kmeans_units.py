@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from zipper.tokens.kmeans import assign_with_distance, fit, kmeans_identity, kmeans_tag
+from zipper.tokens.kmeans import (assign_with_distance, fit, fit_position, kmeans_identity, kmeans_tag, position_basis,
+                                  remove_position)
 from zipper.tokens.units import dedup, undedup
 
 
@@ -59,6 +60,32 @@ def test_tag_changes_with_every_identity_field():
                    dict(feature_hash="g"), dict(algorithm="sklearn")]:
         assert kmeans_tag("mfcc", {**ident, **change}) != tag
     assert kmeans_tag("mfcc", dict(reversed(list(ident.items())))) == tag  # key order does not matter
+
+
+def test_removing_the_position_leaves_units_that_name_content():
+    """Frames = one of 4 contents + a large function of the frame index (as Whisper's last layer has): plain
+    k-means clusters by place, with the position removed the clusters are the contents."""
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(40, 120, size=60)
+    positions = np.concatenate([np.arange(n) for n in lengths])
+    labels = rng.integers(0, 4, size=len(positions))
+    content = np.eye(8, dtype=np.float32)[labels] * 3
+    place = (position_basis(positions, 8).float().numpy() @ rng.standard_normal((9, 8)).astype(np.float32)) * 4
+    x = (content + place + 0.1 * rng.standard_normal(content.shape)).astype(np.float32)
+
+    def purity(frames):
+        centroids, _ = fit(frames, 4, seed=0)
+        ids = assign_with_distance(torch.from_numpy(frames), torch.from_numpy(centroids))[0].numpy()
+        return sum(np.bincount(labels[ids == k], minlength=4).max() for k in range(4)) / len(ids)
+
+    weights = fit_position(x, positions, 8)
+    assert weights.shape == (9, 8)
+    cleaned = remove_position(torch.from_numpy(x), positions, torch.from_numpy(weights)).numpy()
+    assert purity(cleaned) > 0.99 > 0.6 > purity(x)
+    ident = kmeans_identity(dict(feature_hash="f", upstream="whisper", layer=-1, data_hash="d"), 4, 0.1, 10, 0,
+                            "faiss", 20)
+    assert "remove_position" not in ident  # codebooks made before the option keep their names
+    assert kmeans_tag("w", {**ident, "remove_position": 8}) != kmeans_tag("w", ident)
 
 
 def test_dedup_keeps_durations():

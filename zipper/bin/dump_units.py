@@ -76,7 +76,7 @@ def run_job(args, scp: dict[str, str], out_dir: Path, prov: dict) -> None:
 
     def flush(batch: list[tuple[str, np.ndarray]], writer: UnitArkWriter) -> None:
         # one nearest-centroid search for many utterances: far fewer, larger matrix products
-        units = model(np.concatenate([f for _, f in batch]))
+        units = model(np.concatenate([f for _, f in batch]), np.concatenate([np.arange(len(f)) for _, f in batch]))
         start = 0
         for utt, feats in batch:
             u = units[start:start + len(feats)]

@@ -15,7 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from zipper.tokens.kmeans import CENTROIDS_FILE, assign_with_distance, fit, kmeans_identity, kmeans_tag, load_sample
+from zipper.tokens.kmeans import (CENTROIDS_FILE, POSITION_FILE, assign_with_distance, fit, fit_position,
+                                  kmeans_identity, kmeans_tag, load_sample, remove_position)
 from zipper.utils.atomic import atomic_path, is_done, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, str2bool
 from zipper.utils.provenance import ProvenanceError, read_provenance, write_provenance
@@ -35,6 +36,10 @@ def get_parser():
     parser.add_argument("--algorithm", default="faiss", choices=["faiss", "sklearn"], help="k-means library")
     parser.add_argument("--niter", type=positive_int, default=20, help="k-means iterations")
     parser.add_argument("--num_threads", type=positive_int, default=2, help="threads for fitting")
+    parser.add_argument("--remove_position", type=int, default=0,
+                        help="subtract a least-squares map from this many sinusoids of the frame index to the "
+                             "features before clustering (0: off; for upstreams whose frames encode their "
+                             "position, e.g. whisper; zipper/tokens/kmeans.py)")
     parser.add_argument("--print_tag", type=str2bool, default=False, help="print the k-means dir name and exit")
     return parser
 
@@ -60,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_and_setup(get_parser(), argv)
     feats_prov = read_provenance(args.feats_dir)
     identity = kmeans_identity(feats_prov, args.n_clusters, args.portion, args.max_frames, args.seed,
-                               args.algorithm, args.niter)
+                               args.algorithm, args.niter, args.remove_position)
     tag = kmeans_tag(args.feat_tag, identity)
     if args.print_tag:
         print(tag)
@@ -77,16 +82,25 @@ def main(argv: Sequence[str] | None = None) -> None:
     except ImportError:
         pass
     begin = time.time()
-    x = load_sample(Path(args.feats_dir) / "feats.scp", args.portion, args.max_frames, args.seed)
+    x, positions = load_sample(Path(args.feats_dir) / "feats.scp", args.portion, args.max_frames, args.seed)
+    position = None
+    if args.remove_position:
+        position = fit_position(x, positions, args.remove_position)
+        before = float(x.var(axis=0).sum())
+        x = remove_position(torch.from_numpy(x), positions, torch.from_numpy(position)).numpy()
+        logger.info("position removed: %.1f %% of the feature variance was explained by %d sinusoids of the frame "
+                    "index", 100 * (1 - float(x.var(axis=0).sum()) / before), args.remove_position)
     logger.info("fitting K=%d on %d frames of dim %d (%s, %d iterations)", args.n_clusters, len(x), x.shape[1],
                 args.algorithm, args.niter)
     centroids, inertia = fit(x, args.n_clusters, args.seed, args.algorithm, args.niter)
     ids, _ = assign_with_distance(torch.from_numpy(x), torch.from_numpy(centroids))
     counts = np.bincount(ids.numpy(), minlength=args.n_clusters)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out_dir / CENTROIDS_FILE, suffix=".npy") as tmp:
-        with open(tmp, "wb") as f:
-            np.save(f, centroids)
+    for name, array in [(CENTROIDS_FILE, centroids), (POSITION_FILE, position)]:
+        if array is not None:
+            with atomic_path(out_dir / name, suffix=".npy") as tmp:
+                with open(tmp, "wb") as f:
+                    np.save(f, array)
     provenance = dict(identity, kmeans_tag=tag, feat_tag=args.feat_tag, dim=int(x.shape[1]),
                       upstream_conf=feats_prov.get("upstream_conf"),
                       frame_shift_samples=feats_prov.get("frame_shift_samples"))

@@ -4,6 +4,13 @@ Fitting uses faiss (fast, multi-threaded) or scikit-learn's MiniBatchKMeans; ass
 centroid search in torch so that decoding-time code needs neither.  A k-means dir holds `centroids.npy` and
 `provenance.json` (upstream, layer, K, seed, data hash, ...); its name carries a hash of what made it, so two
 configurations never share a folder.
+
+Features whose frames say where they are in the utterance get clustered by position as much as by content:
+Whisper's last encoder layer predicts a frame's index with R^2 0.99 from a linear map, and 28 % of its variance
+is explained by 16 sinusoids of the frame index (docs/learning.md, measured on synth_en dev).  With
+`remove_position` > 0 channels, a least-squares map from sinusoids of the frame index to the features is
+fitted on the same sample as the centroids (`position.npy`) and subtracted from every frame before both the
+fit and the assignment, so that units name content, not place.
 """
 
 from __future__ import annotations
@@ -23,12 +30,15 @@ from zipper.utils.provenance import read_provenance, short_hash
 
 logger = logging.getLogger(__name__)
 CENTROIDS_FILE = "centroids.npy"
+POSITION_FILE = "position.npy"
 
 
 def kmeans_identity(feats_provenance: dict[str, Any], n_clusters: int, portion: float, max_frames: int,
-                    seed: int, algorithm: str, niter: int) -> dict[str, Any]:
-    """Everything that determines the codebook; its hash names the k-means dir."""
-    return {
+                    seed: int, algorithm: str, niter: int, remove_position: int = 0) -> dict[str, Any]:
+    """Everything that determines the codebook; its hash names the k-means dir (remove_position only when
+    used, so that the codebooks made before it keep their names)."""
+    extra = {"remove_position": remove_position} if remove_position else {}
+    return {**extra,
         "feature_hash": feats_provenance["feature_hash"],
         "upstream": feats_provenance["upstream"],
         "layer": feats_provenance["layer"],
@@ -46,18 +56,44 @@ def kmeans_tag(feat_tag: str, identity: dict[str, Any]) -> str:
     return f"{feat_tag}_k{identity['n_clusters']}_{short_hash(identity)}"
 
 
-def load_sample(feats_scp: str | os.PathLike, portion: float, max_frames: int, seed: int) -> np.ndarray:
-    """Frames of a seeded `portion` of the utterances, at most `max_frames` of them (sub-sampled evenly)."""
+def load_sample(feats_scp: str | os.PathLike, portion: float, max_frames: int, seed: int
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Frames (N, D) of a seeded `portion` of the utterances, at most `max_frames` of them (sub-sampled
+    evenly), and each frame's index in its utterance (N,)."""
     scp = read_kv(feats_scp)
     utts = sorted(scp)
     rng = random.Random(seed)
     chosen = sorted(rng.sample(utts, max(1, round(portion * len(utts)))))
     feats = [kaldiio.load_mat(scp[u]) for u in chosen]
     x = np.concatenate(feats, axis=0).astype(np.float32)
+    positions = np.concatenate([np.arange(len(f)) for f in feats])
     if len(x) > max_frames:
-        index = np.random.default_rng(seed).choice(len(x), size=max_frames, replace=False)
-        x = x[np.sort(index)]
-    return np.ascontiguousarray(x)
+        index = np.sort(np.random.default_rng(seed).choice(len(x), size=max_frames, replace=False))
+        x, positions = x[index], positions[index]
+    return np.ascontiguousarray(x), positions
+
+
+def position_basis(positions: np.ndarray | torch.Tensor, channels: int) -> torch.Tensor:
+    """(N,) frame indices -> (N, 2 * (channels // 2) + 1): sines and cosines of geometric wavelengths
+    (2 pi .. 2 pi x 10^4 frames) and a constant."""
+    t = torch.as_tensor(positions, dtype=torch.float64)[:, None]
+    half = channels // 2
+    inv = torch.exp(-np.log(10000.0) * torch.arange(half, dtype=torch.float64) / max(half - 1, 1))
+    angles = t * inv[None]
+    return torch.cat([angles.sin(), angles.cos(), torch.ones_like(t)], dim=1)
+
+
+def fit_position(x: np.ndarray, positions: np.ndarray, channels: int) -> np.ndarray:
+    """Least-squares map (2 * (channels // 2) + 1, D) float64 from position_basis to the frames."""
+    basis = position_basis(positions, channels)
+    return torch.linalg.lstsq(basis, torch.from_numpy(x).double(), driver="gelsd").solution.numpy()  # float64
+
+
+def remove_position(x: torch.Tensor, positions: np.ndarray | torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Frames (N, D) minus what their positions predict of them."""
+    channels = weights.shape[0] - 1  # 2 * (channels // 2) sines and cosines + 1 constant
+    # in float64: the slowest sinusoids are nearly the constant, and the fitted map cancels large terms
+    return (x.double() - position_basis(positions, channels) @ weights.double()).to(x.dtype)
 
 
 def fit(x: np.ndarray, n_clusters: int, seed: int, algorithm: str = "faiss", niter: int = 20) -> tuple[np.ndarray, float]:
@@ -110,15 +146,22 @@ class KMeansModel:
             raise FileNotFoundError(f"{path} is missing: stage 4 (k-means) has not finished for {directory}")
         self.centroids = torch.from_numpy(np.load(path))  # (K, D)
         self.provenance = read_provenance(directory)
+        self.position: torch.Tensor | None = None  # (C, D) the fitted map of remove_position, if used
+        if self.provenance.get("remove_position"):
+            self.position = torch.from_numpy(np.load(self.directory / POSITION_FILE))
 
     @property
     def n_clusters(self) -> int:
         return self.centroids.shape[0]
 
-    def __call__(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
+    def __call__(self, feats: np.ndarray | torch.Tensor, positions: np.ndarray | None = None) -> np.ndarray:
+        """feats (T, D) of one utterance, or of several concatenated with each frame's index in its own
+        utterance as `positions` (T,) (default 0 .. T-1)."""
         x = torch.tensor(feats, dtype=torch.float32)  # a copy: kaldiio may hand out read-only arrays
         if x.ndim != 2 or x.shape[1] != self.centroids.shape[1]:
             raise ValueError(f"features of shape {tuple(x.shape)} do not fit centroids of dim "
                              f"{self.centroids.shape[1]}")
+        if self.position is not None:
+            x = remove_position(x, np.arange(len(x)) if positions is None else positions, self.position)
         ids, _ = assign_with_distance(x, self.centroids)
         return ids.numpy().astype(np.int32)

@@ -54,6 +54,7 @@ kmeans_portion=0.1        # stage 4: fraction of the speech set's utterances to 
 kmeans_max_frames=500000  # stage 4: cap on frames to fit on
 kmeans_seed=0             # stage 4: seed of the sample and of k-means
 kmeans_algorithm=faiss    # stage 4: faiss or sklearn
+kmeans_remove_position=0  # stage 4: subtract what N sinusoids of the frame index predict of a frame (0: off; whisper: 16)
 text_vocab_size=1000      # stage 6: sentencepiece vocabulary size (with the 8 reserved slots)
 text_model_type=unigram   # stage 6: sentencepiece model type (unigram, bpe, char)
 speech_tower_config=conf/tower_s.yaml  # stage 7: tower preset (size + training options; keys = tower_train options)
@@ -222,7 +223,8 @@ fi
 
 kmeans_opts=(--feats_dir "${dumpdir}/feats/${feat_tag}/${speech_train_set}" --feat_tag "${feat_tag}"
              --exp_root "${expdir}/kmeans" --n_clusters "${n_clusters}" --portion "${kmeans_portion}"
-             --max_frames "${kmeans_max_frames}" --seed "${kmeans_seed}" --algorithm "${kmeans_algorithm}")
+             --max_frames "${kmeans_max_frames}" --seed "${kmeans_seed}" --algorithm "${kmeans_algorithm}"
+             --remove_position "${kmeans_remove_position}")
 km_tag() { python -m zipper.bin.train_kmeans "${kmeans_opts[@]}" --print_tag true; }
 
 if run_stage 4; then
