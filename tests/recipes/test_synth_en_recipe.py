@@ -76,7 +76,8 @@ def test_stages_1_to_12_then_rerun_is_a_noop(tmp_path):
     for name in SETS + ["train_text"]:
         validate_data_dir(recipe / "data" / name, need_text=name != "train_speech", need_wav=name != "train_text")
     km_dirs = list((recipe / "exp" / "kmeans").iterdir())
-    assert len(km_dirs) == 1 and km_dirs[0].name.startswith("mfcc_k8_")
+    assert len(km_dirs) == 1 and km_dirs[0].name.startswith("whisper_k8_")  # run.sh: position-free Whisper units
+    assert (km_dirs[0] / "position.npy").exists()
     km_tag = km_dirs[0].name
     speech_tokens = TokenList(recipe / "data" / "token_list" / f"speech_{km_tag}")
     assert len(speech_tokens) == NUM_SPECIAL + 8

@@ -11,8 +11,13 @@ set -euo pipefail
     --paired_train_sets "train_paired_100pct train_paired_10pct train_paired_1pct" \
     --dev_set dev \
     --test_sets "test" \
-    --feats_config conf/feats_mfcc.yaml \
+    --feats_config conf/feats_whisper.yaml \
+    --kmeans_remove_position 16 \
     --n_clusters 256 \
     --text_vocab_size 1000 \
+    --speech_tower_config conf/tower_xs.yaml \
+    --text_tower_config conf/tower_xs.yaml \
+    --zipper_config conf/zipper_xs_rope.yaml \
+    --baseline_config conf/vocabexp_xs.yaml \
     --skip_stages 11 \
     "$@"
