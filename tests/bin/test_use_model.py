@@ -255,7 +255,8 @@ def test_a_feature_config_or_codebook_that_does_not_match_the_units_is_refused(r
 def test_help_shows_examples(capsys):
     examples = {transcribe.main: "python -m zipper.bin.transcribe --model model.zip a.wav b.flac",
                 synthesize.main: "python -m zipper.bin.synthesize --model model.zip --text_file lines.txt",
-                pack.main: "python -m zipper.bin.pack --exp_dir exp/zipper_s_train_paired_100pct --output model.zip"}
+                pack.main: ("python -m zipper.bin.pack --exp_dir exp/zipper_xs_rope_train_paired_100pct "
+                            "--output model.zip")}
     for main, example in examples.items():
         with pytest.raises(SystemExit):
             main(["--help"])

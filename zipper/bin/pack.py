@@ -1,7 +1,7 @@
 """Pack a trained model into one zip that transcribes and synthesizes on another machine, from any directory.
 
-    python -m zipper.bin.pack --exp_dir exp/zipper_s_train_paired_100pct --output model.zip
-    python -m zipper.bin.pack --exp_dir exp/zipper_s_train_paired_100pct \\
+    python -m zipper.bin.pack --exp_dir exp/zipper_xs_rope_train_paired_100pct --output model.zip
+    python -m zipper.bin.pack --exp_dir exp/zipper_xs_rope_train_paired_100pct \\
         --vocoder_dir exp/vocoder_s_train_speech_mfcc_k256_97541ae1 --decode_config conf/decode.yaml --output model.zip
 
 It collects the fusion config and weights, both towers' configs and weights (frozen towers included), both

@@ -1,7 +1,7 @@
 """Text to speech: text -> Zipper (TTS decoding) -> units -> vocoder -> 16-bit PCM wavs.
 
     python -m zipper.bin.synthesize --model model.zip --text "the cat sat on the mat" --output hello.wav
-    python -m zipper.bin.synthesize --model exp/zipper_s_train_paired_100pct \\
+    python -m zipper.bin.synthesize --model exp/zipper_xs_rope_train_paired_100pct \\
         --vocoder_dir exp/vocoder_s_train_speech_mfcc_k256_97541ae1 --text "one sentence" --text "another" \\
         --output_dir wavs/
     python -m zipper.bin.synthesize --model model.zip --text_file lines.txt --output_dir wavs/

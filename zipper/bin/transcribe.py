@@ -1,7 +1,7 @@
 """Speech to text with a trained model: audio files -> transcripts (stage 10's decoding, from any directory).
 
     python -m zipper.bin.transcribe --model model.zip a.wav b.flac
-    python -m zipper.bin.transcribe --model exp/zipper_s_train_paired_100pct --wav_scp data/test/wav.scp \\
+    python -m zipper.bin.transcribe --model exp/zipper_xs_rope_train_paired_100pct --wav_scp data/test/wav.scp \\
         --output_text hyp/text
 
 --model is an experiment dir (stage 9; its k-means is found in exp/kmeans/, or give --kmeans_dir) or a packed

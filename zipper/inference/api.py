@@ -1,7 +1,7 @@
 """Use a trained model from Python: `Speech2Text` (audio -> text) and `Text2Speech` (text -> units -> waveform).
 
     from zipper.inference.api import Speech2Text, Text2Speech
-    asr = Speech2Text.from_pretrained("exp/zipper_s_train_paired_100pct")     # or a packed model.zip
+    asr = Speech2Text.from_pretrained("exp/zipper_xs_rope_train_paired_100pct")     # or a packed model.zip
     print(asr("hello.wav"), asr(["a.flac", (samples, 44100)]))
     tts = Text2Speech.from_pretrained("model.zip")
     units, waveform, sample_rate = tts("the cat sat on the mat")
