@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from zipper.bin import judge_train, tower_train, zipper_train
+from zipper.bin import judge_train, tower_train, vocoder_train, zipper_train
 from zipper.models.tower import DecoderTower, TowerConfig
 from zipper.models.zipper import ZipperModel
 from zipper.utils.cli import load_config_defaults
@@ -62,3 +62,16 @@ def test_tower_presets_parse_and_build(path):
 @pytest.mark.parametrize("path", presets("judge_"), ids=lambda p: p.name)
 def test_judge_presets_parse(path):
     load_config_defaults(judge_train.get_parser(), str(path))
+
+
+@pytest.mark.parametrize("path", presets("vocoder_"), ids=lambda p: p.name)
+def test_vocoder_presets_parse_and_build(path):
+    parser = vocoder_train.get_parser()
+    load_config_defaults(parser, str(path))
+    args = parser.parse_args(["--train_units", "u", "--train_audio", "a", "--valid_units", "u", "--valid_audio", "a",
+                              "--output_dir", "o"])
+    from zipper.vocoder.inference import build_vocoder
+
+    speakers = ["spkA", "spkB"] if args.train_speakers == "all" else ["spkA"]
+    model = build_vocoder(args, {"n_units": 16, "hop_length": 320, "fs": 16000, "speakers": speakers})
+    assert model.n_units == 16 and sum(p.numel() for p in model.parameters()) > 0
