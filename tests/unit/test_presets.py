@@ -11,6 +11,7 @@ from zipper.bin import judge_train, tower_train, vocoder_train, zipper_train
 from zipper.models.tower import DecoderTower, TowerConfig
 from zipper.models.zipper import ZipperModel
 from zipper.utils.cli import load_config_defaults
+from zipper.vocoder.inference import build_vocoder
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -70,8 +71,6 @@ def test_vocoder_presets_parse_and_build(path):
     load_config_defaults(parser, str(path))
     args = parser.parse_args(["--train_units", "u", "--train_audio", "a", "--valid_units", "u", "--valid_audio", "a",
                               "--output_dir", "o"])
-    from zipper.vocoder.inference import build_vocoder
-
     speakers = ["spkA", "spkB"] if args.train_speakers == "all" else ["spkA"]
     model = build_vocoder(args, {"n_units": 16, "hop_length": 320, "fs": 16000, "speakers": speakers})
     assert model.n_units == 16 and sum(p.numel() for p in model.parameters()) > 0
