@@ -214,3 +214,19 @@ def test_show_results_study_intervals_and_significance(tmp_path):
     (exp / "zipper_s_train_paired_100pct" / "decode_asr_decode" / "test" / "score_wer" / "per_utt.tsv").unlink()
     text = show_results.main(["--exp_root", str(exp), "--output", str(out)])
     assert "|ASR|test|`zipper_s`|10.00 [10.00, 10.00] *↓|15.00|" in text
+
+
+def test_show_results_leaves_out_diagnostics_and_lists_the_vocoder(tmp_path):
+    exp = tmp_path / "exp"
+    fake_fusion_exp(exp, "zipper_s_train_paired_100pct", "train_paired_100pct", ["text"], 30.0, 40.0)
+    fake_fusion_exp(exp, "diag_zipper_s_train_paired_100pct", "train_paired_100pct", ["text"], 99.0, 99.0)
+    vocoder = exp / "vocoder_s_train_speech_km"
+    vocoder.mkdir()
+    atomic_write_json(vocoder / "vocoder.json", {"kind": "world"})
+    (vocoder / "run.sh").write_text("#!/bin/sh\n")
+    out = tmp_path / "RESULTS.md"
+    text = show_results.main(["--exp_root", str(exp), "--output", str(out)])
+    assert "`zipper_s_train_paired_100pct`" in text and "diag_" not in text
+    assert f"|`{vocoder}`|`bash {vocoder}/run.sh`|" in text
+    text = show_results.main(["--exp_root", str(exp), "--output", str(out), "--exclude"])
+    assert "|`diag_zipper_s_train_paired_100pct`|zipper|" in text
