@@ -2,6 +2,7 @@
 # Built-in corpus: synthesised English (espeak-ng + flite voices over Debian text), runs on CPU.
 # Stage 11 (vocoder training, ~30 min on 2 cores, and the Whisper judge) is skipped, for the 2-core time
 # budget of the main job; run it with   ./run.sh --stage 11 --stop_stage 11 --skip_stages ""
+# Its voice is pinned: three flite voices tie for "most audio" (466-467 utterances), and docs/vocoder.md measured fl-rms.
 set -euo pipefail
 
 ./zipper.sh \
@@ -19,5 +20,6 @@ set -euo pipefail
     --text_tower_config conf/tower_xs.yaml \
     --zipper_config conf/zipper_xs_rope.yaml \
     --baseline_config conf/vocabexp_xs.yaml \
+    --vocoder_speaker fl-rms \
     --skip_stages 11 \
     "$@"
