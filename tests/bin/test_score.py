@@ -137,11 +137,15 @@ def test_show_results_tables_and_study_plot(tmp_path):
         fake_fusion_exp(exp, f"zipper_s_frozen_train_paired_{pct}pct", f"train_paired_{pct}pct", ["text", "speech"],
                         wers[1], 85.0)
         fake_fusion_exp(exp, f"vocabexp_s_train_paired_{pct}pct", f"train_paired_{pct}pct", [], wers[2], 90.0)
+        # what fusion cost the text tower: its perplexity on text alone, 40 before fusion
+        atomic_write_json(exp / f"zipper_s_train_paired_{pct}pct" / "fused_lm_text.json",
+                          {"tower_ppl": 40.0, "ppl": 40.0 + 100 / pct})
     oracle = exp / "judge_s_km" / "gold_test" / "score_wer"
     oracle.mkdir(parents=True)
     atomic_write_json(oracle / "score.json", {"task": "oracle", "set": "test", "wer": 12.5})
     out = tmp_path / "RESULTS.md"
     text = show_results.main(["--exp_root", str(exp), "--output", str(out), "--command", "./run_study.sh"])
+    assert "|modality|system|tower|1%|10%|100%|\n|---|---|---|---|---|---|\n|text|`zipper_s`|40.00|140.00|50.00|41.00|" in text
     assert out.read_text() == text
     assert "./run_study.sh" in text and "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in text
     assert "|Oracle (gold units, `judge_s_km`)|-|test|unit CTC judge|12.50|-|-|" in text

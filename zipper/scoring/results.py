@@ -336,6 +336,7 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
     baselines = mark_significance(points)
     rows = [(task, s, f"`{system}`", *(v[p].text() if p in v else "-" for p in fractions)) for (task, s, system), v
             in sorted(points.items())]
+    ppl = fusion_perplexities(fusion)
     legend = ""
     if any(c.interval is not None for v in points.values() for c in v.values()):
         legend += (f"Each WER with its {100 * (1 - ALPHA):g} % bootstrap interval ({BOOTSTRAP_RESAMPLES} resamples "
@@ -346,23 +347,69 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
                    f"the same fraction (Wilcoxon signed-rank test on per-utterance WER of the same utterances, "
                    f"p < {ALPHA:g}); `n.s.`: no significant difference.")
     image = out_dir / "images" / "wer_vs_aligned.png"
-    plot_study(points, image)
+    plot_study(points, image, ppl)
+    ppl_rows = [(modality, f"`{system}`", f"{curve.tower:.2f}", *(f"{curve.fused[p]:.2f}" if p in curve.fused else "-"
+                                                                for p in fractions))
+                for (modality, system), curve in sorted(ppl.items())]
+    ppl_table = ("\nWhat fusion cost each tower: its dev perplexity on its own modality alone, pre-trained and after "
+                 "fusion on each fraction (`fused_lm_*.json`).\n\n"
+                 + table(("modality", "system", "tower", *(f"{p:g}%" for p in fractions)), ppl_rows)) if ppl_rows else ""
     return ("## Data-efficiency study: WER % vs aligned data\nASR: WER; TTS: unit-judge WER gold.  Columns: % of "
             "the aligned training set." + (f"  {legend.strip()}" if legend else "") + "\n\n"
-            + table(("task", "set", "system", *(f"{p:g}%" for p in fractions)), rows)
+            + table(("task", "set", "system", *(f"{p:g}%" for p in fractions)), rows) + ppl_table
             + f"\n![WER vs aligned fraction]({image.relative_to(out_dir)})\n")
 
 
-def plot_study(points: StudyPoints, image: Path) -> None:
+@dataclasses.dataclass
+class PerplexityCurve:
+    """A fused system's perplexity on one modality alone: its pre-trained tower's, and after fusion per fraction."""
+
+    tower: float
+    fused: dict[float, float] = dataclasses.field(default_factory=dict)
+
+
+def fusion_perplexities(fusion: list[dict]) -> dict[tuple[str, str], PerplexityCurve]:
+    """(modality, system) -> its perplexity curve, from the fused_lm_<modality>.json of each fraction's experiment."""
+    out: dict[tuple[str, str], PerplexityCurve] = {}
+    for f in fusion:
+        for modality in ("text", "speech"):
+            path = f["exp"] / f"fused_lm_{modality}.json"
+            if f["pct"] is None or not path.exists():
+                continue
+            s = read_json(path)
+            out.setdefault((modality, f["system"]), PerplexityCurve(s["tower_ppl"])).fused[f["pct"]] = s["ppl"]
+    return out
+
+
+def plot_study(points: StudyPoints, image: Path,
+               ppl: dict[tuple[str, str], PerplexityCurve] | None = None) -> None:
     """WER against the aligned fraction (log x), one panel per task and set side by side, one line per system,
-    with the bootstrap intervals as error bars where there are any."""
+    with the bootstrap intervals as error bars where there are any; then one panel per modality of the fused
+    systems' perplexity on it alone, the pre-trained tower's as a dashed line (what fusion cost)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     panels = sorted({(task, s) for task, s, _ in points})
-    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 4), squeeze=False)
+    modalities = sorted({m for m, _ in ppl or {}})
+    systems = sorted({system for _, _, system in points} | {system for _, system in ppl or {}})
+    color = {system: f"C{i % 10}" for i, system in enumerate(systems)}  # one colour per system in every panel
+    fig, axes = plt.subplots(1, len(panels) + len(modalities), figsize=(5 * (len(panels) + len(modalities)), 4),
+                             squeeze=False)
+    for ax, modality in zip(axes[0][len(panels):], modalities):
+        for (m, system), curve in sorted((ppl or {}).items()):
+            if m != modality:
+                continue
+            xs = sorted(curve.fused)
+            ax.plot(xs, [curve.fused[x] for x in xs], marker="o", label=system, color=color[system])
+            ax.axhline(curve.tower, color=color[system], linestyle="--", linewidth=1)
+        ax.set_xscale("log")
+        ax.set_xlabel("aligned data (%)")
+        ax.set_ylabel("dev perplexity")
+        ax.set_title(f"{modality} alone (dashed: pre-trained tower)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
     for ax, (task, s) in zip(axes[0], panels):
         for (t, s2, system), curve in sorted(points.items()):
             if (t, s2) != (task, s):
@@ -371,7 +418,7 @@ def plot_study(points: StudyPoints, image: Path) -> None:
             ys = [curve[x].wer for x in xs]
             below = [y - curve[x].interval[0] if curve[x].interval else 0.0 for x, y in zip(xs, ys)]
             above = [curve[x].interval[1] - y if curve[x].interval else 0.0 for x, y in zip(xs, ys)]
-            ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=system)
+            ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=system, color=color[system])
         ax.set_xscale("log")
         ax.set_xlabel("aligned data (%)")
         ax.set_ylabel("WER (%)")
