@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import kaldiio
 import numpy as np
@@ -10,14 +12,15 @@ import pytest
 import soundfile
 
 from audio_factory import make_data_dir
-from zipper.bin import (dump_units, extract_feats, format_audio, make_unit_token_list, subset_units, train_kmeans,
-                        train_text_tokenizer)
+from zipper.bin import (dump_units, encode_feats, extract_feats, format_audio, make_unit_token_list, subset_units,
+                        train_kmeans, train_text_tokenizer, train_unit_encoder)
 from zipper.data.kaldi_dir import DataDirError, read_kv, validate_data_dir, write_kv
 from zipper.tokens.kmeans import KMeansModel, position_basis
 from zipper.tokens.token_list import NUM_SPECIAL, TokenList
 from zipper.tokens.units import UnitSet
-from zipper.utils.provenance import ProvenanceError
+from zipper.utils.provenance import ProvenanceError, write_provenance
 
+REPO = Path(__file__).resolve().parents[2]
 MFCC20 = ["--upstream", "mfcc", "--upstream_conf", "{kaldi: {mfcc: {frame_shift: 20.0}}}"]
 
 
@@ -210,3 +213,51 @@ def test_kmeans_with_the_position_removed_assigns_each_utterance_from_its_own_fr
         x = x - position_basis(np.arange(len(x)), 8).numpy() @ weights
         expected = ((x[:, None, :] - centroids[None]) ** 2).sum(-1).argmin(1)
         assert units[utt].tolist() == expected.tolist()
+
+
+def test_unit_encoder_stage_writes_encoded_features_once_and_refuses_other_features(tmp_path, capsys):
+    audio, feats, km_args = units_pipeline(tmp_path)
+    config = str(REPO / "conf" / "unit_encoder_debug.yaml")
+    exp = tmp_path / "exp" / "unit_encoder"
+    encoder_args = ["--config", config, "--train_feats", str(feats), "--train_text", str(audio), "--valid_feats",
+                    str(feats), "--valid_text", str(audio), "--output_dir", str(exp)]
+    train_unit_encoder.main(encoder_args)
+    scores = json.loads((exp / "scores.json").read_text())
+    assert 0 <= scores["valid_cer"] and scores["train_utterances"] == 8 and (exp / ".done").exists()
+    assert "unit encoder" in capsys.readouterr().out
+    weights = (exp / "unit_encoder.pth").stat().st_mtime_ns
+    train_unit_encoder.main(encoder_args)  # finished: nothing redone
+    assert (exp / "unit_encoder.pth").stat().st_mtime_ns == weights
+
+    out = tmp_path / "feats_ue" / "train"
+    encode_feats.main(["--encoder_dir", str(exp), "--feats_dir", str(feats), "--out_dir", str(out)])
+    prov, upstream = json.loads((out / "provenance.json").read_text()), json.loads((feats / "provenance.json").read_text())
+    assert prov["frame_shift_samples"] == 2 * upstream["frame_shift_samples"]  # the debug preset's stride
+    assert prov["upstream_feature_hash"] == upstream["feature_hash"] != prov["feature_hash"]
+    frames = read_kv(feats / "utt2num_frames")
+    for utt, path in read_kv(out / "feats.scp").items():
+        assert kaldiio.load_mat(path).shape == ((int(frames[utt]) + 1) // 2, 16)
+    before = (out / "feats.scp").stat().st_mtime_ns
+    encode_feats.main(["--encoder_dir", str(exp), "--feats_dir", str(feats), "--out_dir", str(out)])
+    assert (out / "feats.scp").stat().st_mtime_ns == before  # done: left as it is
+
+    # k-means on the states keeps a copy of the encoder: the codebook dir alone turns upstream frames into units
+    train_kmeans.main(["--feats_dir", str(out), "--feat_tag", "mfcc_ue", "--exp_root", str(tmp_path / "km"),
+                       "--n_clusters", "8", "--portion", "1.0"])
+    km_dir = next((tmp_path / "km").iterdir())
+    assert (km_dir / "unit_encoder" / "unit_encoder.pth").read_bytes() == (exp / "unit_encoder.pth").read_bytes()
+    units_dir = tmp_path / "units" / "train"
+    run_sharded(dump_units.main, ["--feats_dir", str(out), "--kmeans_dir", str(km_dir), "--out_dir", str(units_dir)])
+    model = KMeansModel(km_dir)
+    for utt, path in read_kv(feats / "feats.scp").items():
+        assert model.from_upstream(kaldiio.load_mat(path)).tolist() == UnitSet(units_dir)[utt].tolist()
+
+    # the states of other features, or into a dir that holds another encoder's, are refused
+    other = tmp_path / "feats_other"
+    shutil.copytree(feats, other)
+    write_provenance(other, dict(upstream, feature_hash="0ther"), overwrite=True)
+    with pytest.raises(ProvenanceError, match="not the features the unit encoder .* was trained on"):
+        encode_feats.main(["--encoder_dir", str(exp), "--feats_dir", str(other), "--out_dir", str(tmp_path / "x")])
+    write_provenance(out, dict(prov, feature_hash="elsewhere"), overwrite=True)
+    with pytest.raises(ProvenanceError, match="already holds other features"):
+        encode_feats.main(["--encoder_dir", str(exp), "--feats_dir", str(feats), "--out_dir", str(out)])

@@ -19,9 +19,9 @@ import soundfile
 import torch
 
 from audio_factory import make_data_dir
-from zipper.bin import (dump_units, extract_feats, format_audio, make_unit_token_list, pack, synthesize,
-                        tower_train, train_kmeans, train_text_tokenizer, transcribe, vocoder_synthesize,
-                        vocoder_train, zipper_inference, zipper_train)
+from zipper.bin import (dump_units, encode_feats, extract_feats, format_audio, make_unit_token_list, pack,
+                        synthesize, tower_train, train_kmeans, train_text_tokenizer, train_unit_encoder, transcribe,
+                        vocoder_synthesize, vocoder_train, zipper_inference, zipper_train)
 from zipper.data.format_audio import resample
 from zipper.data.kaldi_dir import read_kv
 from zipper.inference.api import InputError, Speech2Text, Text2Speech
@@ -40,9 +40,11 @@ def stage(main, args):
     main(args + ["--nj", "1", "--merge", "true"])
 
 
-@pytest.fixture(scope="module")
-def recipe(tmp_path_factory) -> Path:
-    """A recipe-like dir after stages 2-11 on a tiny corpus: data/, dump/, exp/{kmeans,zipper,vocoder_debug}."""
+@pytest.fixture(scope="module", params=["features", "unit_encoder"])
+def recipe(request, tmp_path_factory) -> Path:
+    """A recipe-like dir after stages 2-11 on a tiny corpus: data/, dump/, exp/{kmeans,zipper,vocoder_debug}; the
+    units are k-means of the MFCC frames, or (stage 3's --unit_encoder_config) of a unit encoder's states of
+    them, with the k-means position map on (everything a packed model must carry to turn audio into units)."""
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("recipe")
     for name, n, seed in (("train", 16, 0), ("dev", 4, 1), ("test", 4, 2)):
@@ -50,11 +52,21 @@ def recipe(tmp_path_factory) -> Path:
         stage(format_audio.main, ["--in_dir", str(root / "data" / name), "--out_dir", str(root / "dump/audio" / name)])
         stage(extract_feats.main, ["--data_dir", str(root / "dump/audio" / name), "--out_dir",
                                    str(root / "dump/feats" / name)] + MFCC20)
-    train_kmeans.main(["--feats_dir", str(root / "dump/feats/train"), "--feat_tag", "mfcc", "--exp_root",
-                       str(root / "exp/kmeans"), "--n_clusters", "12", "--portion", "1.0"])
+    feats, km_opts = root / "dump/feats", []
+    if request.param == "unit_encoder":
+        train_unit_encoder.main(["--config", str(CONF / "unit_encoder_debug.yaml"), "--train_feats",
+                                 str(feats / "train"), "--train_text", str(root / "data/train"), "--valid_feats",
+                                 str(feats / "dev"), "--valid_text", str(root / "data/dev"), "--output_dir",
+                                 str(root / "exp/unit_encoder")])
+        for name in ("train", "dev", "test"):
+            encode_feats.main(["--encoder_dir", str(root / "exp/unit_encoder"), "--feats_dir", str(feats / name),
+                               "--out_dir", str(root / "dump/feats_ue" / name)])
+        feats, km_opts = root / "dump/feats_ue", ["--remove_position", "4"]
+    train_kmeans.main(["--feats_dir", str(feats / "train"), "--feat_tag", "mfcc", "--exp_root",
+                       str(root / "exp/kmeans"), "--n_clusters", "12", "--portion", "1.0", *km_opts])
     km = next((root / "exp/kmeans").iterdir())
     for name in ("train", "dev", "test"):
-        stage(dump_units.main, ["--feats_dir", str(root / "dump/feats" / name), "--kmeans_dir", str(km),
+        stage(dump_units.main, ["--feats_dir", str(feats / name), "--kmeans_dir", str(km),
                                 "--out_dir", str(root / "dump/units" / name)])
     speech_tokens, text_tokens = root / "data/token_list/speech", root / "data/token_list/text"
     make_unit_token_list.main(["--kmeans_dir", str(km), "--out_dir", str(speech_tokens)])
@@ -72,9 +84,12 @@ def recipe(tmp_path_factory) -> Path:
                        "--speech_tower_exp", str(root / "exp/tower_speech"), "--speech_token_list", str(speech_tokens),
                        "--train_units", str(units / "train"), "--train_text", str(data / "train"), "--valid_units",
                        str(units / "dev"), "--valid_text", str(data / "dev"), "--output_dir", str(root / "exp/zipper")])
+    # the debug HiFi-GAN upsamples 20 ms units; the unit encoder's 40 ms ones go through the WORLD vocoder
+    vocoder = ["--vocoder", "world"] if request.param == "unit_encoder" else []
     vocoder_train.main(["--config", str(CONF / "vocoder_debug.yaml"), "--train_units", str(units / "train"),
                         "--train_audio", str(root / "dump/audio/train"), "--valid_units", str(units / "dev"),
-                        "--valid_audio", str(root / "dump/audio/dev"), "--output_dir", str(root / "exp/vocoder_debug")])
+                        "--valid_audio", str(root / "dump/audio/dev"), "--output_dir", str(root / "exp/vocoder_debug"),
+                        *vocoder])
     for task in ("asr", "tts"):  # stage 10
         stage(zipper_inference.main, ["--exp_dir", str(root / "exp/zipper"), "--task", task, "--units_dir",
                                       str(units / "test"), "--data_dir", str(data / "test"), "--output_dir",

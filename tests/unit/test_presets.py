@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from zipper.bin import judge_train, tower_train, vocoder_train, zipper_train
+from zipper.bin import judge_train, tower_train, train_unit_encoder, vocoder_train, zipper_train
 from zipper.models.tower import DecoderTower, TowerConfig
 from zipper.models.zipper import ZipperModel
+from zipper.tokens.unit_encoder import UnitEncoder, UnitEncoderConfig
 from zipper.utils.cli import load_config_defaults
 from zipper.vocoder.inference import build_vocoder
 
@@ -74,3 +76,13 @@ def test_vocoder_presets_parse_and_build(path):
     speakers = ["spkA", "spkB"] if args.train_speakers == "all" else ["spkA"]
     model = build_vocoder(args, {"n_units": 16, "hop_length": 320, "fs": 16000, "speakers": speakers})
     assert model.n_units == 16 and sum(p.numel() for p in model.parameters()) > 0
+
+
+@pytest.mark.parametrize("path", presets("unit_encoder_"), ids=lambda p: p.name)
+def test_unit_encoder_presets_parse_and_build(path):
+    parser = train_unit_encoder.get_parser()
+    load_config_defaults(parser, str(path))
+    args = parser.parse_args(["--train_feats", "f", "--train_text", "t", "--valid_feats", "f", "--valid_text", "t",
+                              "--output_dir", "o"])
+    model = UnitEncoder(UnitEncoderConfig(**args.encoder_conf), input_dim=384, n_chars=30)
+    assert model.encode(np.zeros((7, 384), np.float32)).shape == (-(-7 // model.config.stride), model.config.d_model)

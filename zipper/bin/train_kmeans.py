@@ -15,8 +15,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from zipper.tokens.kmeans import (CENTROIDS_FILE, POSITION_FILE, assign_with_distance, fit, fit_position,
-                                  kmeans_identity, kmeans_tag, load_sample, remove_position)
+from zipper.tokens.kmeans import (CENTROIDS_FILE, POSITION_FILE, UNIT_ENCODER_DIR, assign_with_distance, fit,
+                                  fit_position, kmeans_identity, kmeans_tag, load_sample, remove_position)
 from zipper.utils.atomic import atomic_path, is_done, mark_done
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, str2bool
 from zipper.utils.provenance import ProvenanceError, read_provenance, write_provenance
@@ -59,6 +59,22 @@ def plot_cluster_sizes(counts: np.ndarray, path: Path, title: str) -> None:
     with atomic_path(path, suffix=".png") as tmp:
         fig.savefig(tmp, format="png", dpi=100)
     plt.close(fig)
+
+
+def copy_unit_encoder(encoder_dir: Path, out_dir: Path, expected_hash: str) -> None:
+    """The unit encoder's files into <k-means dir>/unit_encoder/, so that the dir alone turns audio into units."""
+    import shutil
+
+    from zipper.tokens.unit_encoder import CONFIG_FILE, WEIGHTS_FILE, UnitEncoder
+
+    _, info = UnitEncoder.load(encoder_dir)
+    if info["hash"] != expected_hash:
+        raise ProvenanceError(f"the unit encoder in {encoder_dir} (hash {info['hash']}) is not the one the features "
+                              f"were made with (hash {expected_hash})")
+    (out_dir / UNIT_ENCODER_DIR).mkdir(parents=True, exist_ok=True)
+    for name in (WEIGHTS_FILE, CONFIG_FILE):
+        with atomic_path(out_dir / UNIT_ENCODER_DIR / name) as tmp:
+            shutil.copyfile(encoder_dir / name, tmp)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -104,6 +120,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     provenance = dict(identity, kmeans_tag=tag, feat_tag=args.feat_tag, dim=int(x.shape[1]),
                       upstream_conf=feats_prov.get("upstream_conf"),
                       frame_shift_samples=feats_prov.get("frame_shift_samples"))
+    if feats_prov.get("unit_encoder"):  # features made by a unit encoder: the codebook needs it to read audio
+        provenance.update(unit_encoder=feats_prov["unit_encoder"],
+                          upstream_feature_hash=feats_prov["upstream_feature_hash"])
+        copy_unit_encoder(Path(feats_prov["unit_encoder"]["dir"]), out_dir, feats_prov["unit_encoder"]["hash"])
     write_provenance(out_dir, provenance, overwrite=True)
     plot_cluster_sizes(counts, out_dir / "cluster_sizes.png", f"{tag}: {len(x)} frames")
     stats = {"frames": int(len(x)), "mean_sq_distance": inertia, "empty_clusters": int((counts == 0).sum()),

@@ -215,9 +215,10 @@ class AudioToUnits:
         if moved:  # the same weights at another path: the identity is that of the original path
             original = dict(made["upstream_conf"], ckpt=conf["ckpt"])
             made["feature_hash"] = feature_hash(dict(made, upstream_conf=original))
-        if made["feature_hash"] != km["feature_hash"]:
+        expected = km.get("upstream_feature_hash", km["feature_hash"])  # under a unit encoder: its input
+        if made["feature_hash"] != expected:
             raise ProvenanceError(f"the features {km['upstream']} (layer {km['layer']}) made here from the config in "
-                                  f"{kmeans_dir} hash to {made['feature_hash']}, not to the {km['feature_hash']} its "
+                                  f"{kmeans_dir} hash to {made['feature_hash']}, not to the {expected} its "
                                   "centroids were fitted on: the feature config does not match the model's units")
         self.device = device
         self.upstream.to(device)
@@ -229,7 +230,7 @@ class AudioToUnits:
         feats = self.upstream.extract([torch.from_numpy(np.ascontiguousarray(samples)).to(self.device)])[0]  # (T, D)
         if feats.shape[0] == 0:
             raise InputError(f"{what} is too short for one feature frame ({len(samples) / SAMPLE_RATE:.3f} s)")
-        return self.kmeans(feats.cpu().numpy())
+        return self.kmeans.from_upstream(feats.cpu().numpy())
 
 
 def load_speech(item: Audio, sample_rate: Optional[int], what: str) -> np.ndarray:

@@ -32,7 +32,7 @@ from typing import Any, Iterator, Optional
 
 import yaml
 
-from zipper.tokens.kmeans import CENTROIDS_FILE
+from zipper.tokens.kmeans import CENTROIDS_FILE, POSITION_FILE, UNIT_ENCODER_DIR
 from zipper.tokens.text_tokenizer import MODEL_FILE as SPM_FILE
 from zipper.tokens.token_list import TOKENS_FILE
 from zipper.tokens.units import INVENTORY_KEYS
@@ -280,7 +280,11 @@ def _pack(files: ModelFiles, output: Path, require_vocoder: bool, tmp: Path) -> 
     check_provenance(km, speech.provenance, INVENTORY_KEYS,
                      f"k-means {files.kmeans_dir} vs the speech tokens of {files.fusion_dir}")
     packer.add_file(f"kmeans/{CENTROIDS_FILE}", files.kmeans_dir / CENTROIDS_FILE)
+    if km.get("remove_position"):  # the position map is subtracted before assignment (zipper/tokens/kmeans.py)
+        packer.add_file(f"kmeans/{POSITION_FILE}", files.kmeans_dir / POSITION_FILE)
     packer.add_file(f"kmeans/{PROVENANCE_FILE}", files.kmeans_dir / PROVENANCE_FILE)
+    if km.get("unit_encoder"):  # the codebook clusters a unit encoder's states: audio needs the encoder too
+        packer.add_tree(f"kmeans/{UNIT_ENCODER_DIR}", files.kmeans_dir / UNIT_ENCODER_DIR)
     ckpt = (km.get("upstream_conf") or {}).get("ckpt") if isinstance(km.get("upstream_conf"), dict) else None
     if ckpt and Path(ckpt).is_file():  # an SSL upstream's weights (hubert_local ...): the features need them
         manifest["upstream_ckpt"] = f"kmeans/upstream/{Path(ckpt).name}"

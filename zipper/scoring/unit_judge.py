@@ -70,8 +70,9 @@ class CharVocabulary:
 
 @dataclasses.dataclass
 class JudgeConfig:
-    n_units: int  # codebook size K (units are 0 .. K-1)
+    n_units: int  # codebook size K (units are 0 .. K-1); with input_dim > 0, unused
     n_chars: int  # CTC symbols including <blank>
+    input_dim: int = 0  # 0: reads units (an embedding); > 0: reads continuous frames of this dim (a linear layer)
     d_model: int = 192
     n_heads: int = 4
     d_ff: int = 512
@@ -81,7 +82,9 @@ class JudgeConfig:
 
 
 class UnitCTCJudge(nn.Module):
-    """units (B, T) -> character log-probabilities (B, T, C); trained with CTC."""
+    """units (B, T), or frames (B, T, input_dim) -> character log-probabilities (B, T, C); trained with CTC.
+
+    With continuous input it is the unit encoder's model (zipper/tokens/unit_encoder.py)."""
 
     def __init__(self, config: JudgeConfig):
         super().__init__()
@@ -91,9 +94,10 @@ class UnitCTCJudge(nn.Module):
 
         self.config = config
         self.encoder = TransformerEncoder(
-            input_size=config.n_units, output_size=config.d_model, attention_heads=config.n_heads,
+            input_size=config.input_dim or config.n_units, output_size=config.d_model, attention_heads=config.n_heads,
             linear_units=config.d_ff, num_blocks=config.n_layers, dropout_rate=config.dropout,
-            positional_dropout_rate=config.dropout, input_layer="embed", positionwise_layer_type="conv1d-linear",
+            positional_dropout_rate=config.dropout, input_layer="linear" if config.input_dim else "embed",
+            positionwise_layer_type="conv1d-linear",
             positionwise_conv_kernel_size=config.conv_kernel, use_flash_attn=False)
         self.ctc = CTC(odim=config.n_chars, encoder_output_size=config.d_model)
 
@@ -128,16 +132,19 @@ class UnitCTCJudge(nn.Module):
 
 
 def pad_units(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-    """(B, T) int64 units padded with 0 (masked by the lengths), (B,) lengths."""
+    """(B, T) int64 units, or (B, T, D) float32 frames when the sequences are (T, D) float arrays, padded with 0
+    (masked by the lengths); (B,) lengths."""
     lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)
-    out = torch.zeros(len(sequences), max(int(lengths.max()), 1), dtype=torch.long)
+    frames = np.asarray(sequences[0]).ndim == 2
+    shape = (len(sequences), max(int(lengths.max()), 1), *(np.asarray(sequences[0]).shape[1:] if frames else ()))
+    out = torch.zeros(shape, dtype=torch.float32 if frames else torch.long)
     for i, s in enumerate(sequences):
-        out[i, :len(s)] = torch.as_tensor(s, dtype=torch.long)
+        out[i, :len(s)] = torch.as_tensor(s, dtype=out.dtype)
     return out, lengths
 
 
 class JudgeBatches:
-    """A trainer BatchSource over (units, characters) pairs, batched by unit length."""
+    """A trainer BatchSource over (units or frames, characters) pairs, batched by length."""
 
     def __init__(self, units: list[np.ndarray], chars: list[list[int]], batch_bins: int, seed: int,
                  shuffle: bool, max_batch_size: int = 0, rank: int = 0, world_size: int = 1):

@@ -31,6 +31,7 @@ from zipper.utils.provenance import read_provenance, short_hash
 logger = logging.getLogger(__name__)
 CENTROIDS_FILE = "centroids.npy"
 POSITION_FILE = "position.npy"
+UNIT_ENCODER_DIR = "unit_encoder"  # a copy of the unit encoder when the features were its states
 
 
 def kmeans_identity(feats_provenance: dict[str, Any], n_clusters: int, portion: float, max_frames: int,
@@ -149,6 +150,11 @@ class KMeansModel:
         self.position: torch.Tensor | None = None  # (C, D) the fitted map of remove_position, if used
         if self.provenance.get("remove_position"):
             self.position = torch.from_numpy(np.load(self.directory / POSITION_FILE))
+        self.encoder = None  # the unit encoder whose states were clustered (zipper/tokens/unit_encoder.py), if any
+        if self.provenance.get("unit_encoder"):
+            from zipper.tokens.unit_encoder import UnitEncoder
+
+            self.encoder, _ = UnitEncoder.load(self.directory / UNIT_ENCODER_DIR)
 
     @property
     def n_clusters(self) -> int:
@@ -165,3 +171,11 @@ class KMeansModel:
             x = remove_position(x, np.arange(len(x)) if positions is None else positions, self.position)
         ids, _ = assign_with_distance(x, self.centroids)
         return ids.numpy().astype(np.int32)
+
+    def from_upstream(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
+        """The upstream's frames of one utterance (T, D) -> its units: through the unit encoder first when the
+        codebook was fitted on its states (what stages 3-5 do, for audio that never went through them)."""
+        if self.encoder is None:
+            return self(feats)
+        return self(self.encoder.encode(feats))
+

@@ -6,6 +6,8 @@
 #   1  data prep (local/data.sh)                     data/<set>/
 #   2  format audio, filter by duration              dump/audio/<set>/
 #   3  features from an s3prl upstream               dump/feats/<feat_tag>/<set>/feats.scp
+#      (+ with --unit_encoder_config: a CTC unit encoder on the aligned pairs, and its states as the features
+#       stages 4-5 cluster: exp/unit_encoder_<tag>/, dump/feats/<feat_tag>_<tag>/<set>/feats.scp)
 #   4  k-means on a portion of the speech set        exp/kmeans/<feat_tag>_k<K>_<hash>/
 #   5  semantic units (int32, kaldiio)               dump/units/<km_tag>/<set>/units.scp
 #   6  text tokenizer + token lists of both towers   data/token_list/{text_*,speech_<km_tag>}/
@@ -49,6 +51,9 @@ max_duration=30           # stage 2: drop utterances longer than this (seconds)
 feats_config=conf/feats_mfcc.yaml  # stage 3: s3prl upstream, layer and options (YAML, keys = extract_feats options)
 feats_opts=""             # stage 3: extra extract_feats options, e.g. "--upstream_conf '{ckpt: /path/hubert}'"
 feat_tag=""               # stage 3: name of the features (default: feats_config's name without feats_ and .yaml)
+unit_encoder_config=""    # stage 3: train a CTC unit encoder on the aligned pairs' features and cluster its states
+                          #   instead of the features (supervised units, a deviation: docs/learning.md U10); "": off
+unit_encoder_tag=""       # stage 3: exp/unit_encoder_<tag> (default: the preset's name without unit_encoder_ + feat_tag)
 n_clusters=256            # stage 4: codebook size K (number of speech units)
 kmeans_portion=0.1        # stage 4: fraction of the speech set's utterances to fit k-means on
 kmeans_max_frames=500000  # stage 4: cap on frames to fit on
@@ -109,6 +114,12 @@ if [ "${stop_stage}" -gt "${last_stage}" ]; then
 fi
 
 [ -n "${feat_tag}" ] || feat_tag=$(basename "${feats_config}" .yaml | sed 's/^feats_//')
+km_feat_tag=${feat_tag}  # the features stages 4-5 cluster: the upstream's, or the unit encoder's states of them
+if [ -n "${unit_encoder_config}" ]; then
+    [ -n "${unit_encoder_tag}" ] || unit_encoder_tag=$(basename "${unit_encoder_config}" .yaml | sed 's/^unit_encoder_//')_${feat_tag}
+    unit_encoder_exp=${expdir}/unit_encoder_${unit_encoder_tag}
+    km_feat_tag=${feat_tag}_ue_${unit_encoder_tag%_"${feat_tag}"}
+fi
 eval "feats_opts_array=(${feats_opts})"  # a string of options, quoted as on a command line
 read -r -a paired_sets <<< "${paired_train_sets}"
 paired_main_set=${paired_sets[0]}
@@ -219,9 +230,24 @@ if run_stage 3; then
             ${feats_opts:+"${feats_opts_array[@]}"}
         log "  ${out}/feats.scp: $(num_utts "${out}/feats.scp") utterances"
     done
+    if [ -n "${unit_encoder_config}" ]; then
+        log "  unit encoder (${unit_encoder_config}) on ${paired_main_set}: -> ${unit_encoder_exp}"
+        train_once "${unit_encoder_exp}" zipper.bin.train_unit_encoder --config "$(resolve_conf "${unit_encoder_config}")" \
+            --train_feats "${dumpdir}/feats/${feat_tag}/${paired_main_set}" --train_text "data/${paired_main_set}" \
+            --valid_feats "${dumpdir}/feats/${feat_tag}/${dev_set}" --valid_text "data/${dev_set}"
+        log "  ${unit_encoder_exp}: $(tr -d '\n ' < "${unit_encoder_exp}/.done")"
+        for set in ${audio_sets}; do
+            out=${dumpdir}/feats/${km_feat_tag}/${set}
+            if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
+            [ "${force}" = true ] && rm -f "${out}/.done"
+            ${train_cmd} "${out}/log/encode_feats.log" python -m zipper.bin.encode_feats \
+                --encoder_dir "${unit_encoder_exp}" --feats_dir "${dumpdir}/feats/${feat_tag}/${set}" --out_dir "${out}"
+            log "  ${out}/feats.scp: $(num_utts "${out}/feats.scp") utterances"
+        done
+    fi
 fi
 
-kmeans_opts=(--feats_dir "${dumpdir}/feats/${feat_tag}/${speech_train_set}" --feat_tag "${feat_tag}"
+kmeans_opts=(--feats_dir "${dumpdir}/feats/${km_feat_tag}/${speech_train_set}" --feat_tag "${km_feat_tag}"
              --exp_root "${expdir}/kmeans" --n_clusters "${n_clusters}" --portion "${kmeans_portion}"
              --max_frames "${kmeans_max_frames}" --seed "${kmeans_seed}" --algorithm "${kmeans_algorithm}"
              --remove_position "${kmeans_remove_position}")
@@ -242,13 +268,13 @@ fi
 
 if run_stage 5; then
     km=$(km_tag)
-    log "Stage 5: units (${km}): ${dumpdir}/feats/${feat_tag}/<set> -> ${dumpdir}/units/${km}/<set>"
+    log "Stage 5: units (${km}): ${dumpdir}/feats/${km_feat_tag}/<set> -> ${dumpdir}/units/${km}/<set>"
     for set in ${audio_sets}; do
         out=${dumpdir}/units/${km}/${set}
         if done_or_forced "${out}"; then log "  ${out} is done"; continue; fi
         [ "${force}" = true ] && rm -rf "${out}/split"* "${out}/.done"
-        sharded "${train_cmd}" "${nj}" "${out}/log" "$(num_utts "${dumpdir}/feats/${feat_tag}/${set}/feats.scp")" zipper.bin.dump_units \
-            --feats_dir "${dumpdir}/feats/${feat_tag}/${set}" --kmeans_dir "${expdir}/kmeans/${km}" --out_dir "${out}"
+        sharded "${train_cmd}" "${nj}" "${out}/log" "$(num_utts "${dumpdir}/feats/${km_feat_tag}/${set}/feats.scp")" zipper.bin.dump_units \
+            --feats_dir "${dumpdir}/feats/${km_feat_tag}/${set}" --kmeans_dir "${expdir}/kmeans/${km}" --out_dir "${out}"
     done
     for set in "${paired_sets[@]:1}"; do
         out=${dumpdir}/units/${km}/${set}
@@ -420,6 +446,9 @@ if [ "${stop_stage}" -ge 6 ]; then
     log "  data dirs:        data/{${text_train_set},${speech_train_set},${paired_train_sets// /,},${dev_set},${test_sets// /,}}"
     log "  audio:            ${dumpdir}/audio/<set>/wav.scp"
     log "  features:         ${dumpdir}/feats/${feat_tag}/<set>/feats.scp"
+    if [ -n "${unit_encoder_config}" ]; then
+        log "  unit encoder:     ${unit_encoder_exp}/ (scores.json, images/); its states: ${dumpdir}/feats/${km_feat_tag}/<set>/feats.scp"
+    fi
     log "  k-means:          ${expdir}/kmeans/${km}/ (centroids.npy, cluster_sizes.png)"
     log "  units:            ${dumpdir}/units/${km}/<set>/units.scp"
     log "  text tokens:      ${text_token_dir}/{sentencepiece.model,tokens.txt}"
