@@ -53,13 +53,14 @@ DEBUG_PRESETS = ["--speech_tower_config", "conf/tower_debug.yaml", "--text_tower
 
 
 TINY_OPTS = ["--n_clusters", "8", "--text_vocab_size", "40", "--kmeans_portion", "1.0", "--min_duration", "0.1",
-             "--local_data_opts", TINY_DATA, "--decode_sets", "dev test", *DEBUG_PRESETS]
+             "--local_data_opts", TINY_DATA, "--decode_sets", "dev test", "--unit_encoder_config",
+             "conf/unit_encoder_debug.yaml", *DEBUG_PRESETS]
 
 
 # stage 11 too (the recipe skips it by default for time): the tiny vocoder and the packaged tiny.en Whisper; the
 # tiny corpus may lack the voice run.sh pins, so the vocoder speaks the one with most audio
 STAGE11_OPTS = ["--skip_stages", "", "--vocoder_config", "conf/vocoder_debug.yaml", "--whisper_model", "tiny.en",
-                "--vocoder_speaker", ""]
+                "--vocoder_speaker", "", "--vocoder_train_opts", "--vocoder world"]  # the debug HiFi-GAN takes 20 ms units
 
 
 def run_recipe(recipe: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
@@ -77,9 +78,13 @@ def test_stages_1_to_12_then_rerun_is_a_noop(tmp_path):
 
     for name in SETS + ["train_text"]:
         validate_data_dir(recipe / "data" / name, need_text=name != "train_speech", need_wav=name != "train_text")
+    # run.sh: a unit encoder on the aligned pairs' Whisper features (position removed), k-means on its states
+    encoder = recipe / "exp" / "unit_encoder_debug_whisper"
+    assert (encoder / ".done").exists() and json.loads((encoder / "scores.json").read_text())["valid_cer"] >= 0
     km_dirs = list((recipe / "exp" / "kmeans").iterdir())
-    assert len(km_dirs) == 1 and km_dirs[0].name.startswith("whisper_k8_")  # run.sh: position-free Whisper units
-    assert (km_dirs[0] / "position.npy").exists()
+    assert len(km_dirs) == 1 and km_dirs[0].name.startswith("whisper_ue_debug_k8_")
+    assert (km_dirs[0] / "unit_encoder" / "unit_encoder.pth").read_bytes() == (encoder / "unit_encoder.pth").read_bytes()
+    assert json.loads((recipe / "dump/feats/whisper_ue_debug/test/provenance.json").read_text())["frame_shift_samples"] == 640
     km_tag = km_dirs[0].name
     speech_tokens = TokenList(recipe / "data" / "token_list" / f"speech_{km_tag}")
     assert len(speech_tokens) == NUM_SPECIAL + 8

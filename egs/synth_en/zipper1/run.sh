@@ -13,7 +13,8 @@ set -euo pipefail
     --dev_set dev \
     --test_sets "test" \
     --feats_config conf/feats_whisper.yaml \
-    --kmeans_remove_position 16 \
+    --unit_encoder_config conf/unit_encoder_s.yaml \
+    --kmeans_remove_position 0 \
     --n_clusters 256 \
     --text_vocab_size 1000 \
     --speech_tower_config conf/tower_xs.yaml \
