@@ -81,7 +81,8 @@ class UnitVocoder(DurationPrediction, nn.Module):
         if math.prod(conf["upsample_scales"]) != hop_length:
             raise ValueError(f"generator upsample_scales {conf['upsample_scales']} multiply to "
                              f"{math.prod(conf['upsample_scales'])}, but the units' frame shift is {hop_length} "
-                             "samples: choose scales whose product is the frame shift")
+                             "samples: choose scales whose product is the frame shift (the unit encoder's 25 Hz "
+                             "units: 640, e.g. [8, 5, 4, 4]; or the WORLD vocoder, `vocoder: world`)")
         self.n_units, self.hop_length, self.n_speakers = n_units, hop_length, n_speakers
         multi = n_speakers > 1
         self.unit_embed = nn.Embedding(n_units, embed_dim)
