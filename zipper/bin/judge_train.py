@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from zipper.data.kaldi_dir import read_kv
-from zipper.scoring.unit_judge import (CharVocabulary, JudgeBatches, JudgeConfig, UnitCTCJudge, inventory_of,
-                                       load_units, normalised_targets, transcribe_all)
+from zipper.scoring.unit_judge import (CharVocabulary, JudgeBatches, JudgeConfig, UnitCTCJudge, add_ctc_data_arguments,
+                                       inventory_of, load_units, normalised_targets, transcribe_all)
 from zipper.scoring.wer import Normalizer, align, character_error_rate
 from zipper.train.experiment import begin_run
 from zipper.train.trainer import Trainer, add_trainer_arguments, parameter_report
@@ -32,16 +32,11 @@ logger = logging.getLogger(__name__)
 def get_parser():
     parser = make_parser(__doc__, config=True)
     group = parser.add_argument_group("judge")
-    group.add_argument("--train_units", required=True, help="units dir of the training set (dump/units/<km>/<set>)")
-    group.add_argument("--train_text", required=True, help="data dir (with `text`) of the training set")
-    group.add_argument("--valid_units", required=True, help="units dir of the validation set")
-    group.add_argument("--valid_text", required=True, help="data dir (with `text`) of the validation set")
+    add_ctc_data_arguments(group, "units", "dump/units/<km>/<set>")
     group.add_argument("--judge_conf", type=yaml_value, default={},
                        help="YAML dict of JudgeConfig fields (d_model, n_heads, d_ff, n_layers, conv_kernel, dropout)")
     group.add_argument("--dedup", type=str2bool, default=False,
                        help="collapse runs of repeated units (generated units are judged the same way)")
-    group.add_argument("--normalizer", type=yaml_value, default={},
-                       help="YAML dict of zipper.scoring.wer.Normalizer fields (transcripts -> characters)")
     add_trainer_arguments(parser)
     parser.set_defaults(max_epoch=20, batch_bins=12000, lr=2e-3, warmup_steps=200, keep_nbest_models=3)
     return parser

@@ -18,7 +18,8 @@ import numpy as np
 import torch
 
 from zipper.data.kaldi_dir import read_kv
-from zipper.scoring.unit_judge import CharVocabulary, JudgeBatches, normalised_targets, transcribe_all
+from zipper.scoring.unit_judge import (CharVocabulary, JudgeBatches, add_ctc_data_arguments, normalised_targets,
+                                       transcribe_all)
 from zipper.scoring.wer import Normalizer, align, character_error_rate
 from zipper.tokens.unit_encoder import UnitEncoder, UnitEncoderConfig
 from zipper.train.experiment import begin_run
@@ -33,15 +34,10 @@ logger = logging.getLogger(__name__)
 def get_parser():
     parser = make_parser(__doc__, config=True)
     group = parser.add_argument_group("unit encoder")
-    group.add_argument("--train_feats", required=True, help="features of the paired training set (dump/feats/<tag>/<set>)")
-    group.add_argument("--train_text", required=True, help="data dir (with `text`) of the paired training set")
-    group.add_argument("--valid_feats", required=True, help="features of the validation set")
-    group.add_argument("--valid_text", required=True, help="data dir (with `text`) of the validation set")
+    add_ctc_data_arguments(group, "feats", "dump/feats/<tag>/<set>, of the paired training set")
     group.add_argument("--encoder_conf", type=yaml_value, default={},
                        help="YAML dict of UnitEncoderConfig fields (stride, remove_position, layer, d_model, n_heads, "
                             "d_ff, n_layers, conv_kernel, dropout)")
-    group.add_argument("--normalizer", type=yaml_value, default={},
-                       help="YAML dict of zipper.scoring.wer.Normalizer fields (transcripts -> characters)")
     add_trainer_arguments(parser)
     parser.set_defaults(max_epoch=8, batch_bins=8000, lr=2e-3, warmup_steps=100, keep_nbest_models=2)
     return parser

@@ -381,6 +381,16 @@ def fusion_perplexities(fusion: list[dict]) -> dict[tuple[str, str], PerplexityC
     return out
 
 
+def style_fraction_axis(ax, ylabel: str, title: str) -> None:
+    """A panel against the aligned fraction: log x, labels, grid, legend."""
+    ax.set_xscale("log")
+    ax.set_xlabel("aligned data (%)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8)
+
+
 def plot_study(points: StudyPoints, image: Path,
                ppl: dict[tuple[str, str], PerplexityCurve] | None = None) -> None:
     """WER against the aligned fraction (log x), one panel per task and set side by side, one line per system,
@@ -404,12 +414,7 @@ def plot_study(points: StudyPoints, image: Path,
             xs = sorted(curve.fused)
             ax.plot(xs, [curve.fused[x] for x in xs], marker="o", label=system, color=color[system])
             ax.axhline(curve.tower, color=color[system], linestyle="--", linewidth=1)
-        ax.set_xscale("log")
-        ax.set_xlabel("aligned data (%)")
-        ax.set_ylabel("dev perplexity")
-        ax.set_title(f"{modality} alone (dashed: pre-trained tower)")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        style_fraction_axis(ax, "dev perplexity", f"{modality} alone (dashed: pre-trained tower)")
     for ax, (task, s) in zip(axes[0], panels):
         for (t, s2, system), curve in sorted(points.items()):
             if (t, s2) != (task, s):
@@ -419,12 +424,7 @@ def plot_study(points: StudyPoints, image: Path,
             below = [y - curve[x].interval[0] if curve[x].interval else 0.0 for x, y in zip(xs, ys)]
             above = [curve[x].interval[1] - y if curve[x].interval else 0.0 for x, y in zip(xs, ys)]
             ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=system, color=color[system])
-        ax.set_xscale("log")
-        ax.set_xlabel("aligned data (%)")
-        ax.set_ylabel("WER (%)")
-        ax.set_title(f"{task} on {s}")
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        style_fraction_axis(ax, "WER (%)", f"{task} on {s}")
     fig.tight_layout()
     image.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(image, suffix=".png") as tmp:

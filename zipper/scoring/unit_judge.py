@@ -29,6 +29,7 @@ from zipper.data.kaldi_dir import read_kv
 from zipper.scoring.wer import Normalizer
 from zipper.tokens.units import INVENTORY_KEYS, UnitSet, dedup
 from zipper.utils.atomic import atomic_write_text
+from zipper.utils.cli import yaml_value
 
 BLANK = "<blank>"
 SPACE = "<space>"
@@ -237,3 +238,14 @@ def normalised_targets(texts: dict[str, str], vocab: CharVocabulary, normalizer:
         ids.append(encoded)
         dropped += unknown
     return utts, ids, dropped
+
+
+def add_ctc_data_arguments(group, inputs: str, help_dir: str) -> None:
+    """The options of a CTC character model's training data: `--{train,valid}_{inputs}` (dirs like `help_dir`)
+    and `--{train,valid}_text`, and the transcript normalisation (shared by the judge and the unit encoder)."""
+    group.add_argument(f"--train_{inputs}", required=True, help=f"{inputs} of the training set ({help_dir})")
+    group.add_argument("--train_text", required=True, help="data dir (with `text`) of the training set")
+    group.add_argument(f"--valid_{inputs}", required=True, help=f"{inputs} of the validation set")
+    group.add_argument("--valid_text", required=True, help="data dir (with `text`) of the validation set")
+    group.add_argument("--normalizer", type=yaml_value, default={},
+                       help="YAML dict of zipper.scoring.wer.Normalizer fields (transcripts -> characters)")
