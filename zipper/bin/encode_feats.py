@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
     torch.set_num_threads(args.num_threads)
     out_dir.mkdir(parents=True, exist_ok=True)
-    write_provenance(out_dir, {k: v for k, v in prov.items() if k != "num_frames"}, overwrite=True)
+    write_provenance(out_dir, prov, overwrite=True)
     scp = read_kv(feats_dir / "feats.scp")
     ark_path = (out_dir / "feats.ark").resolve()
     lengths: dict[str, str] = {}

@@ -65,9 +65,9 @@ def copy_unit_encoder(encoder_dir: Path, out_dir: Path, expected_hash: str) -> N
     """The unit encoder's files into <k-means dir>/unit_encoder/, so that the dir alone turns audio into units."""
     import shutil
 
-    from zipper.tokens.unit_encoder import CONFIG_FILE, WEIGHTS_FILE, UnitEncoder
+    from zipper.tokens.unit_encoder import CONFIG_FILE, WEIGHTS_FILE, read_info
 
-    _, info = UnitEncoder.load(encoder_dir)
+    info = read_info(encoder_dir)
     if info["hash"] != expected_hash:
         raise ProvenanceError(f"the unit encoder in {encoder_dir} (hash {info['hash']}) is not the one the features "
                               f"were made with (hash {expected_hash})")

@@ -91,7 +91,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     model.load_state_dict(torch.load(output_dir / "valid.loss.ave.pth", map_location=trainer.device))
-    refs = {u: normalizer(read_kv(Path(args.valid_text) / "text")[u]) for u in valid_utts}
+    valid_texts = read_kv(Path(args.valid_text) / "text")
+    refs = {u: normalizer(valid_texts[u]) for u in valid_utts}
     hyps = transcribe_all(model.model, vocab, dict(zip(valid_utts, valid_x)), device=trainer.device)
     counts, _ = align(refs, hyps, normalizer)
     provenance = {k: feats_prov.get(k) for k in ("upstream", "layer", "feature_hash", "upstream_conf")}

@@ -112,7 +112,9 @@ def fusion_experiments(exp_root: ExpRoot) -> list[dict[str, Any]]:
         aligned, pct = aligned_fraction(config, exp)
         freeze = (config.get("model_conf") or {}).get("freeze", [])
         asr, tts = decode_scores(exp)
-        out.append({"exp": exp, "config": config, "aligned_set": aligned, "pct": pct,
+        fused_lm = {m: read_json(exp / f"fused_lm_{m}.json") for m in ("text", "speech")
+                    if (exp / f"fused_lm_{m}.json").exists()}  # each tower's ppl before/after fusion (stage 12)
+        out.append({"exp": exp, "config": config, "aligned_set": aligned, "pct": pct, "fused_lm": fused_lm,
                     "system": system_name(exp, aligned), "model": config["model"],
                     "frozen": ", ".join(freeze) if config["model"] == "zipper" else "-",
                     "scores": read_json(exp / "scores.json") if (exp / "scores.json").exists() else {},
@@ -185,12 +187,8 @@ def section_fusion(fusion: list[dict]) -> str:
         valid = f["scores"].get("valid", {})
         costs = []
         for modality in ("text", "speech"):
-            path = f["exp"] / f"fused_lm_{modality}.json"
-            if path.exists():
-                s = read_json(path)
-                costs.append(f"{s['tower_ppl']:.2f} -> {s['ppl']:.2f}")
-            else:
-                costs.append("-")
+            s = f["fused_lm"].get(modality)
+            costs.append(f"{s['tower_ppl']:.2f} -> {s['ppl']:.2f}" if s else "-")
         rows.append((f"`{f['exp'].name}`", f["model"], f["aligned_set"], f["frozen"], valid.get("loss", "-"),
                      valid.get("asr_loss", "-"), valid.get("tts_loss", "-"), valid.get("asr_gain", "-"),
                      valid.get("tts_gain", "-"), *costs))
@@ -372,12 +370,9 @@ def fusion_perplexities(fusion: list[dict]) -> dict[tuple[str, str], PerplexityC
     """(modality, system) -> its perplexity curve, from the fused_lm_<modality>.json of each fraction's experiment."""
     out: dict[tuple[str, str], PerplexityCurve] = {}
     for f in fusion:
-        for modality in ("text", "speech"):
-            path = f["exp"] / f"fused_lm_{modality}.json"
-            if f["pct"] is None or not path.exists():
-                continue
-            s = read_json(path)
-            out.setdefault((modality, f["system"]), PerplexityCurve(s["tower_ppl"])).fused[f["pct"]] = s["ppl"]
+        for modality, s in f["fused_lm"].items():
+            if f["pct"] is not None:
+                out.setdefault((modality, f["system"]), PerplexityCurve(s["tower_ppl"])).fused[f["pct"]] = s["ppl"]
     return out
 
 

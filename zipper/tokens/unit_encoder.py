@@ -144,13 +144,19 @@ class UnitEncoder(nn.Module):
     def load(cls, directory: str | os.PathLike, device: str = "cpu") -> tuple["UnitEncoder", dict[str, Any]]:
         """(encoder in eval mode, the contents of unit_encoder.json)."""
         directory = Path(directory)
-        for name in (CONFIG_FILE, WEIGHTS_FILE):
-            if not (directory / name).exists():
-                raise FileNotFoundError(f"{directory / name} is missing: {directory} is not a finished unit encoder")
-        info = json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
+        info = read_info(directory)
         encoder = cls(UnitEncoderConfig(**info["config"]), int(info["input_dim"]), len(info["chars"]))
         encoder.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu"))
         return encoder.to(device).eval(), info
+
+
+def read_info(directory: str | os.PathLike) -> dict[str, Any]:
+    """The contents of a finished encoder dir's unit_encoder.json (its weights must be there too)."""
+    directory = Path(directory)
+    for name in (CONFIG_FILE, WEIGHTS_FILE):
+        if not (directory / name).exists():
+            raise FileNotFoundError(f"{directory / name} is missing: {directory} is not a finished unit encoder")
+    return json.loads((directory / CONFIG_FILE).read_text(encoding="utf-8"))
 
 
 def encoded_provenance(upstream_provenance: dict[str, Any], info: dict[str, Any], encoder_dir: str | os.PathLike
@@ -160,7 +166,7 @@ def encoded_provenance(upstream_provenance: dict[str, Any], info: dict[str, Any]
     from zipper.utils.provenance import short_hash
 
     config = info["config"]
-    prov = dict(upstream_provenance)
+    prov = {k: v for k, v in upstream_provenance.items() if k != "num_frames"}  # the upstream's count, not ours
     prov["upstream_feature_hash"] = upstream_provenance.get("upstream_feature_hash",
                                                             upstream_provenance["feature_hash"])
     prov["feature_hash"] = short_hash({"features": upstream_provenance["feature_hash"], "unit_encoder": info["hash"]})
@@ -170,4 +176,4 @@ def encoded_provenance(upstream_provenance: dict[str, Any], info: dict[str, Any]
     return prov
 
 
-__all__ = ["UnitEncoder", "UnitEncoderConfig", "average_frames", "encoded_provenance"]
+__all__ = ["UnitEncoder", "UnitEncoderConfig", "average_frames", "encoded_provenance", "read_info"]
