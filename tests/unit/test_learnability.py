@@ -105,6 +105,27 @@ def test_zipper_with_zeroed_cross_attention_shows_no_gain(monkeypatch):
     assert stats["asr_loss"] > 1.5, stats  # the frozen text tower cannot learn the words without the speech
 
 
+@pytest.mark.parametrize("kind", ["zipper", "baseline"])
+def test_mismatched_loss_is_that_of_the_rolled_batch_scored_on_its_own(kind):
+    """The mismatched pass must see nothing of the matched one (the Zipper once reused its memory, so the
+    text still attended to its own speech and the gain read ~0)."""
+    from zipper.models.audio_gain import roll_condition
+
+    model = fused(kind).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("gate"):
+                p.fill_(1.0)  # open gates: the other modality now moves the loss
+        batch = pairs()
+        for task in ("asr", "tts"):
+            stats = model(task, **batch, measure_gain=True)[1]
+            keys = ("speech", "speech_lengths", "text", "text_lengths")
+            rolled = dict(zip(keys, roll_condition(task, *(batch[k] for k in keys))))
+            alone = model(task, **rolled)[1]["loss"]
+            assert float(stats[f"{task}_loss_mismatched"]) == pytest.approx(float(alone), rel=1e-5)
+            assert abs(float(stats[f"{task}_gain"])) > 1e-3  # the check means something
+
+
 def test_gain_is_zero_for_a_batch_of_one():
     model = fused("zipper").eval()
     batch = {k: v[:1] for k, v in pairs().items()}

@@ -46,13 +46,15 @@ class TowerLM(nn.Module):
 
 def task_forward(task_loss: Callable, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor,
                  text: torch.Tensor, text_lengths: torch.Tensor, measure_gain: bool = False,
-                 aux_loss: Optional[Callable[[], tuple[torch.Tensor, dict]]] = None
-                 ) -> tuple[torch.Tensor, dict, torch.Tensor]:
+                 aux_loss: Optional[Callable[[], tuple[torch.Tensor, dict]]] = None,
+                 mismatched_loss: Optional[Callable] = None) -> tuple[torch.Tensor, dict, torch.Tensor]:
     """A fused model's `forward` for the trainer: `task_loss(task, speech, ..) -> (nll, correct, count)` made
     into (mean loss, stats, weight = target tokens).  measure_gain (validation): the same batch again with the
     conditioning side rolled by one row, and the difference of the losses (zipper.models.audio_gain).
     aux_loss() -> (loss, stats), called right after the matched pass: an auxiliary objective added to the loss
-    that is trained on (stats' "loss" stays the next-token loss, the one every model is compared on)."""
+    that is trained on (stats' "loss" stays the next-token loss, the one every model is compared on).
+    mismatched_loss: what scores the mismatched pairs, when task_loss keeps state from the matched pass (the
+    Zipper's memory of both segments, which the mismatched pass must not see); task_loss by default."""
     nll, correct, count = task_loss(task, speech, speech_lengths, text, text_lengths)
     loss = nll / count.clamp(min=1)
     acc = (correct / count.clamp(min=1)).detach()
@@ -64,7 +66,7 @@ def task_forward(task_loss: Callable, task: str, speech: torch.Tensor, speech_le
         stats.update(extra_stats)
     if measure_gain and speech.shape[0] > 1:  # one row has no other row to be mismatched with
         with torch.no_grad():
-            other, _, other_count = task_loss(task, *roll_condition(task, speech, speech_lengths, text, text_lengths))
+            other, _, other_count = (mismatched_loss or task_loss)(task, *roll_condition(task, speech, speech_lengths, text, text_lengths))
         stats.update(gain_stats(task, loss, other / other_count.clamp(min=1)))
     return trained, stats, count.detach()
 

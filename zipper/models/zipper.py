@@ -286,8 +286,11 @@ class ZipperModel(nn.Module):
                 stats[f"{task}_guided"] = loss.detach()
             return total, stats
 
+        # the matched pass fills `memory` for the aids; the mismatched pass gets its own (a shared one would let
+        # its text attend to the matched speech too, and the gain would read ~0)
         return task_forward(functools.partial(self.task_loss, memory=memory), task, speech, speech_lengths, text,
-                            text_lengths, measure_gain, aux if use_ctc or guided else None)
+                            text_lengths, measure_gain, aux if use_ctc or guided else None,
+                            mismatched_loss=self.task_loss)
 
     def guided_attention_loss(self, layers: nn.ModuleList, query_lengths: torch.Tensor,
                               memory_lengths: torch.Tensor) -> torch.Tensor:
