@@ -54,13 +54,15 @@ def test_states_are_the_chosen_blocks_output_and_survive_save_and_load(tmp_path)
     encoders = {}
     for layer in (1, 2):
         torch.manual_seed(0)
-        encoders[layer] = UnitEncoder(UnitEncoderConfig(stride=2, remove_position=0, layer=layer, **TINY), 6, 5).eval()
+        config = UnitEncoderConfig(stride=2, remove_position=0, layer=layer, **{**TINY, "n_layers": 3})
+        encoders[layer] = UnitEncoder(config, 6, 5).eval()
     one, two = encoders[1].encode(feats), encoders[2].encode(feats)
     assert one.shape == two.shape == (5, 16) and one.dtype == np.float32
     assert not np.allclose(one, two)  # same weights, another block
     (_, per_block), _, _ = encoders[2].model.encoder(encoders[2].prepare(feats)[None], torch.tensor([5]),
                                                      return_all_hs=True)
-    assert np.allclose(two, per_block[1][0].detach().numpy())
+    assert np.allclose(two, per_block[1][0].detach().numpy())  # the blocks above 2 are not run, nor needed
+    assert len(per_block) == len(encoders[2].model.encoder.encoders) == 3  # all kept
     identity = encoders[2].save(tmp_path / "enc", ["<blank>", "a", "b", "c", "d"], {"feature_hash": "f00"})
     loaded, info = UnitEncoder.load(tmp_path / "enc")
     assert info["hash"] == identity and info["chars"][1] == "a" and info["provenance"] == {"feature_hash": "f00"}

@@ -115,8 +115,15 @@ class UnitEncoder(nn.Module):
 
     @torch.no_grad()
     def states(self, prepared: torch.Tensor) -> torch.Tensor:
-        """Prepared frames of one utterance (T, D) -> the output of block `layer` (T, d_model)."""
-        (_, per_block), _, _ = self.model.encoder(prepared[None], torch.tensor([len(prepared)]), return_all_hs=True)
+        """Prepared frames of one utterance (T, D) -> the output of block `layer` (T, d_model).  The blocks above
+        `layer` are not run: ESPnet's encoder runs its `encoders` in order, so it is given the first `layer`."""
+        encoder = self.model.encoder
+        blocks = encoder.encoders
+        encoder.encoders = blocks[: self.config.layer]
+        try:
+            (_, per_block), _, _ = encoder(prepared[None], torch.tensor([len(prepared)]), return_all_hs=True)
+        finally:
+            encoder.encoders = blocks
         return per_block[self.config.layer - 1][0]
 
     def encode(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
