@@ -19,10 +19,28 @@ def test_benchmark_towers_prints_throughput_and_mfu(capsys):
 
 
 def test_benchmark_units_on_generated_audio(tmp_path, capsys):
-    benchmark_units.main(["--hours", "0.01", "--nj", "1", "--n_clusters", "4", "--kmeans_portion", "1.0",
-                          "--work_dir", str(tmp_path)])
+    tiny = ["--hours", "0.01", "--nj", "1", "--n_clusters", "4", "--kmeans_portion", "1.0"]
+    benchmark_units.main([*tiny, "--work_dir", str(tmp_path / "plain")])
     out = capsys.readouterr().out
-    assert "3 + 5 (per-hour work)" in out
+    assert "3 + 5 (per-hour work)" in out and "unit encoder" not in out
     rows = [line for line in out.splitlines() if line.startswith(("3 features", "5 units"))]
     # wall-clock h/min is always a number; compute h/min may read 'n/a' when a tiny job's recorded time is 0.0 s
     assert len(rows) == 2 and all(float(r.split()[3]) > 0 for r in rows)
+
+    # the default recipe's stage 3 also runs a unit encoder over the features: an untrained one times the same
+    import kaldiio
+
+    from zipper.tokens.unit_encoder import UnitEncoder, UnitEncoderConfig
+    from zipper.utils.provenance import read_provenance
+
+    feats = tmp_path / "plain" / "feats"
+    dim = next(iter(kaldiio.load_scp(str(feats / "feats.scp")).values())).shape[1]
+    config = UnitEncoderConfig(stride=2, remove_position=0, layer=1, d_model=16, n_heads=2, d_ff=32, n_layers=2)
+    UnitEncoder(config, dim, 3).save(tmp_path / "encoder", ["<blank>", "a", "b"],
+                                     {"feature_hash": read_provenance(feats)["feature_hash"]})
+    benchmark_units.main([*tiny, "--work_dir", str(tmp_path / "encoded"), "--unit_encoder_dir",
+                          str(tmp_path / "encoder")])
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("3 unit encoder states"))
+    assert float(row.split()[5]) > 0  # its wall-clock h/min
+    assert (tmp_path / "encoded" / "encoded" / ".done").exists()

@@ -1,5 +1,9 @@
 """Throughput of the unit pipeline (stages 3-5: features, k-means, units) in hours of audio per minute.
 
+With --unit_encoder_dir (a finished train_unit_encoder exp trained on the same --feats_config), stage 3 also
+runs the encoder over the features (encode_feats, one process with --nj threads, as zipper.sh runs it) and
+k-means clusters its states, as the default recipe does; the encoder's training is a one-off and not timed.
+
 Runs the same CLIs the stage script runs, as `--nj` parallel processes, on a formatted data dir (stage 2
 output, e.g. egs/synth_en/zipper1/dump/audio/train_speech) or, without one, on generated audio (tones and
 noise: MFCC and k-means cost do not depend on what is said).  Prints a table; nothing is asserted.
@@ -36,6 +40,9 @@ def get_parser():
                         help="extract_feats YAML config (default: s3prl mfcc at a 20 ms frame shift)")
     parser.add_argument("--n_clusters", type=positive_int, default=256, help="k-means K")
     parser.add_argument("--kmeans_portion", type=float, default=0.1, help="portion of utterances k-means fits on")
+    parser.add_argument("--unit_encoder_dir", default=None,
+                        help="also time the unit encoder's encoding step (an exp/unit_encoder_* dir; its features "
+                             "must be --feats_config's)")
     parser.add_argument("--work_dir", default=None, help="where outputs go (default: a temp dir, removed)")
     return parser
 
@@ -106,6 +113,15 @@ def main(argv: Sequence[str] | None = None) -> None:
             Path(config).write_text("upstream: mfcc\nupstream_conf: {kaldi: {mfcc: {frame_shift: 20.0}}}\n")
         t_feats, c_feats = run_jobs("zipper.bin.extract_feats", ["--config", config, "--data_dir", str(data),
                                                         "--out_dir", str(feats)], args.nj)
+        t_encode = c_encode = 0.0
+        if args.unit_encoder_dir:
+            encoded = work / "encoded"
+            begin = time.time()
+            subprocess.run([sys.executable, "-m", "zipper.bin.encode_feats", "--encoder_dir", args.unit_encoder_dir,
+                            "--feats_dir", str(feats), "--out_dir", str(encoded), "--num_threads", str(args.nj),
+                            "--log_level", "WARNING"], check=True, stdout=subprocess.DEVNULL)
+            t_encode, c_encode = time.time() - begin, json.loads((encoded / ".done").read_text())["seconds"]
+            feats = encoded  # stages 4-5 cluster and assign the encoder's states
         km_args = ["--feats_dir", str(feats), "--feat_tag", "bench", "--exp_root", str(km_root),
                    "--n_clusters", str(args.n_clusters), "--portion", str(args.kmeans_portion),
                    "--num_threads", str(args.nj), "--log_level", "WARNING"]
@@ -122,9 +138,12 @@ def main(argv: Sequence[str] | None = None) -> None:
           f"k-means on {args.kmeans_portion:.0%} of the utterances")
     print(f"machine: {env['cpus']} CPUs, {env['platform']}, python {env['python']}, torch {env.get('torch')}")
     print(f"{'stage':<24}{'wall s':>9}{'h/min (wall)':>14}{'compute s':>11}{'h/min (compute)':>17}")
-    rows = [("3 features", t_feats, c_feats), ("4 k-means fit", t_kmeans, c_kmeans), ("5 units", t_units, c_units),
-            ("3 + 5 (per-hour work)", t_feats + t_units, c_feats + c_units),
-            ("3-5 together", t_feats + t_kmeans + t_units, c_feats + c_kmeans + c_units)]
+    rows = [("3 features", t_feats, c_feats)]
+    if args.unit_encoder_dir:
+        rows.append(("3 unit encoder states", t_encode, c_encode))
+    rows += [("4 k-means fit", t_kmeans, c_kmeans), ("5 units", t_units, c_units),
+             ("3 + 5 (per-hour work)", t_feats + t_encode + t_units, c_feats + c_encode + c_units),
+             ("3-5 together", t_feats + t_encode + t_kmeans + t_units, c_feats + c_encode + c_kmeans + c_units)]
     for name, wall, compute in rows:
         print(f"{name:<24}{wall:>9.1f}{_per_minute(hours, wall):>14}{compute:>11.1f}{_per_minute(hours, compute):>17}")
 
