@@ -16,6 +16,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from zipper.corpora import voices
 from zipper.data.kaldi_dir import read_kv, validate_data_dir
@@ -177,13 +178,18 @@ def test_stages_1_to_12_then_rerun_is_a_noop(tmp_path):
     study = subprocess.run(["./run_study.sh", "--run_opts", shlex.join(TINY_OPTS),
                             "--zipper_configs", "conf/zipper_debug.yaml conf/zipper_debug_frozen.yaml",
                             "--baseline_config", "conf/vocabexp_debug.yaml",
-                            "--ablation_configs", "conf/zipper_debug_no_text_inproj.yaml"],
+                            "--ablation_configs", "conf/zipper_debug_no_text_inproj.yaml",
+                            "--small_set_fusion_opts", "--num_iters_per_epoch 1 --max_epoch 6"],
                            cwd=recipe, env=env, capture_output=True, text=True, timeout=900)
     assert study.returncode == 0, study.stdout[-3000:] + study.stderr[-3000:]
     for pct in ("1pct", "10pct", "100pct"):
         for system in ("zipper_debug", "zipper_debug_frozen", "vocabexp_debug"):
             scored = exp / f"{system}_train_paired_{pct}" / "decode_asr_decode_debug" / "test" / "score_wer"
             assert (scored / "result.txt").exists() and (scored / "per_utt.tsv").exists(), scored
+    # the smaller sets were validated every update (6 in all), the largest with the presets' 3 x 2
+    for pct, every, epochs in (("1pct", 1, 6), ("10pct", 1, 6), ("100pct", 3, 2)):
+        config = yaml.safe_load((exp / f"zipper_debug_train_paired_{pct}" / "config.yaml").read_text())
+        assert (config["num_iters_per_epoch"], config["max_epoch"]) == (every, epochs), pct
     assert (exp / "zipper_debug_no_text_inproj_train_paired_100pct" / "decode_tts_decode_debug" / "test" /
             "score_unit_gold" / "score.json").exists()
     results = (recipe / "RESULTS.md").read_text()

@@ -21,6 +21,9 @@ zipper_configs="conf/zipper_s.yaml conf/zipper_s_frozen.yaml"  # Zipper variants
 baseline_config=conf/vocabexp_s.yaml   # the single-decoder baseline, on every fraction ("" to skip)
 ablation_configs="conf/zipper_s_no_text_inproj.yaml conf/zipper_s_interval3.yaml"  # Zipper ablations, one fraction
 ablation_set=train_paired_100pct       # the fraction the ablations are trained on
+small_set_fusion_opts=""  # extra stage-9 options for every aligned set but the last (largest) of --aligned_sets,
+                          # e.g. "--num_iters_per_epoch 20 --max_epoch 50": the same updates, validated (and the
+                          # checkpoint chosen on dev) 5x as often, since a small set is memorised within 100 updates
 decode_sets=test           # sets decoded and scored in the study
 results_file=RESULTS.md    # regenerated at the end from every experiment in exp/
 # </options>
@@ -40,12 +43,17 @@ run() {  # run <stage> <stop_stage> [options]: the recipe's stages with the stud
 log "Stages 1-8 (shared by every run of the study; a no-op when done)"
 run 1 8
 
+largest=${aligned_sets##* }
 for aligned in ${aligned_sets}; do
     baseline=${baseline_config}
+    extra=()
+    if [ "${aligned}" != "${largest}" ] && [ -n "${small_set_fusion_opts}" ]; then
+        extra=(--fusion_train_opts "${small_set_fusion_opts}")
+    fi
     for config in ${zipper_configs}; do
         log "Study: $(basename "${config}" .yaml)${baseline:+ and $(basename "${baseline}" .yaml)} on ${aligned}"
         run 9 12 --aligned_set "${aligned}" --zipper_config "${config}" --baseline_config "${baseline}" \
-            --decode_sets "${decode_sets}" --results_file "${results_file}"
+            --decode_sets "${decode_sets}" --results_file "${results_file}" ${extra[@]+"${extra[@]}"}
         baseline=""  # the baseline does not depend on the Zipper variant: once per fraction
     done
 done
