@@ -66,7 +66,8 @@ def task_forward(task_loss: Callable, task: str, speech: torch.Tensor, speech_le
         stats.update(extra_stats)
     if measure_gain and speech.shape[0] > 1:  # one row has no other row to be mismatched with
         with torch.no_grad():
-            other, _, other_count = (mismatched_loss or task_loss)(task, *roll_condition(task, speech, speech_lengths, text, text_lengths))
+            rolled = roll_condition(task, speech, speech_lengths, text, text_lengths)
+            other, _, other_count = (mismatched_loss or task_loss)(task, *rolled)
         stats.update(gain_stats(task, loss, other / other_count.clamp(min=1)))
     return trained, stats, count.detach()
 
