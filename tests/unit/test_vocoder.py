@@ -213,6 +213,23 @@ def tiny_world(n_speakers: int = 2) -> WorldVocoder:
                         duration_conf={"n_layers": 1, "n_chans": 8})
 
 
+@pytest.mark.parametrize("growth, context", [(1, 5), (2, 7)])
+def test_world_vocoder_sees_exactly_its_context(growth, context):
+    """Changing one unit moves the outputs within context // 2 units of it and nothing beyond."""
+    torch.manual_seed(0)
+    model = WorldVocoder(12, HOP, 16000, embed_dim=8, world_conf={"n_sp": 16},
+                         encoder_conf={"channels": 16, "layers": 2, "kernel_size": 3, "dropout": 0.0,
+                                       "dilation_growth": growth}).eval()
+    assert model.context == context
+    units = torch.randint(0, 12, (1, 21))
+    changed = units.clone()
+    changed[0, 10] = (units[0, 10] + 1) % 12
+    with torch.no_grad():
+        diff = (model(units) - model(changed)).abs().sum(-1)[0].reshape(21, model.ratio).sum(-1)  # per unit
+    moved = torch.nonzero(diff > 1e-6).flatten().tolist()
+    assert moved == list(range(10 - context // 2, 10 + context // 2 + 1))
+
+
 def test_world_analysis_and_synthesis_keep_the_frame_grid(tmp_path):
     from vocoder_data import unit_audio
     from zipper.vocoder.world import WorldConfig, analyze, synthesize_world

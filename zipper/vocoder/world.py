@@ -29,7 +29,8 @@ from zipper.vocoder.model import DurationPrediction
 
 logger = logging.getLogger(__name__)
 DEFAULT_WORLD = {"frame_period": 10.0, "n_sp": 40, "f0_floor": 60.0, "f0_ceil": 500.0}
-DEFAULT_ENCODER = {"channels": 256, "layers": 4, "kernel_size": 5, "dropout": 0.1}
+# dilation_growth: block i's dilation is growth ** i (1: no dilation, a context of 1 + layers * (kernel - 1) units)
+DEFAULT_ENCODER = {"channels": 256, "layers": 4, "kernel_size": 5, "dropout": 0.1, "dilation_growth": 1}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,9 +151,10 @@ def cached_features(utts: Sequence[Any], config: WorldConfig, hop_length: int, c
 
 
 class ConvBlock(nn.Module):
-    def __init__(self, channels: int, kernel_size: int, dropout: float):
+    def __init__(self, channels: int, kernel_size: int, dropout: float, dilation: int = 1):
         super().__init__()
-        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2)
+        self.conv = nn.Conv1d(channels, channels, kernel_size, padding=dilation * (kernel_size // 2),
+                              dilation=dilation)
         self.norm = nn.LayerNorm(channels)
         self.dropout = nn.Dropout(dropout)
 
@@ -186,8 +188,11 @@ class WorldVocoder(DurationPrediction, nn.Module):
         self.unit_embed = nn.Embedding(n_units, embed_dim)
         self.spk_embed = nn.Embedding(n_speakers, spk_embed_dim) if n_speakers > 1 else None
         self.input = nn.Linear(embed_dim + (spk_embed_dim if n_speakers > 1 else 0), channels)
-        self.blocks = nn.ModuleList(ConvBlock(channels, enc["kernel_size"], enc["dropout"])
-                                    for _ in range(enc["layers"]))
+        self.blocks = nn.ModuleList(ConvBlock(channels, enc["kernel_size"], enc["dropout"],
+                                              dilation=enc["dilation_growth"] ** i)
+                                    for i in range(enc["layers"]))
+        dilations = sum(enc["dilation_growth"] ** i for i in range(enc["layers"]))
+        self.context = 1 + (enc["kernel_size"] - 1) * dilations  # units each output frame sees
         self.head = nn.Linear(channels, self.ratio * self.world.dim)
         self.register_buffer("mean", torch.zeros(self.world.dim))
         self.register_buffer("std", torch.ones(self.world.dim))
