@@ -153,12 +153,28 @@ def test_show_results_tables_and_study_plot(tmp_path):
     # with zipper.sh's history of runs, RESULTS.md lists every run, not only the one that wrote it
     (exp / "commands.log").write_text("./run.sh  # 2026-11-25T02:35:17\n./run.sh --stage 12  # 2026-11-25T04:08:00\n")
     text = show_results.main(["--exp_root", str(exp), "--output", str(out), "--command", "./run.sh --stage 12"])
-    assert "```sh\n./run.sh  # 2026-11-25T02:35:17\n./run.sh --stage 12  # 2026-11-25T04:08:00\n```" in text
+    assert "all of\n```sh\n./run.sh\n```\nwith these options added, oldest first:" in text
+    assert "|2026-11-25T02:35:17|(none)|\n|2026-11-25T04:08:00|`--stage 12`|" in text
     assert "|ASR|test|`zipper_s_frozen`|95.00|70.00|40.00|" in text
     assert "|`zipper_s_frozen_train_paired_10pct`|zipper|train_paired_10pct|text, speech|" in text
     png = tmp_path / "images" / "wer_vs_aligned.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "![WER vs aligned fraction](images/wer_vs_aligned.png)" in text
+
+
+def test_history_of_runs_shares_whole_options_only(tmp_path):
+    from zipper.scoring.results import history_of_runs
+
+    log = tmp_path / "commands.log"
+    log.write_text("./zipper.sh --nj 2 --stage 1 --stop_stage 8  # t1\n./zipper.sh --nj 2 --stage 12  # t2\n")
+    text = history_of_runs(log)  # "--stage 1" and "--stage 12" share "--stage 1" as text, not as an option
+    assert "all of\n```sh\n./zipper.sh --nj 2\n```" in text
+    assert "|t1|`--stage 1 --stop_stage 8`|\n|t2|`--stage 12`|" in text
+    log.write_text("./run.sh --a 1  # t1\n")  # one run: shown whole
+    expected = f"Produced by these runs (`{log}`, oldest first):\n```sh\n./run.sh --a 1  # t1\n```\n"
+    assert history_of_runs(log) == expected
+    log.write_text("./run.sh --a 1  # t1\nbash other.sh  # t2\n")  # nothing shared: each whole
+    assert "```sh\n./run.sh --a 1  # t1\nbash other.sh  # t2\n```" in history_of_runs(log)
 
 
 def test_show_results_without_experiments_is_a_clear_error(tmp_path):

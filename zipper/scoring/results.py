@@ -18,6 +18,7 @@ import dataclasses
 import datetime
 import fnmatch
 import logging
+import os
 import re
 from pathlib import Path
 from typing import Any, Iterable, Sequence
@@ -144,12 +145,28 @@ def section_environment(env: dict[str, str]) -> str:
 COMMANDS_LOG = "commands.log"  # zipper.sh appends each invocation (with its start time) to <exp_root>/commands.log
 
 
+def history_of_runs(history: Path) -> str:
+    """zipper.sh's invocations, oldest first: the options they share (run.sh's) once, then what each run added."""
+    runs = [line.rsplit("  # ", 1) if "  # " in line else [line, "-"]
+            for line in history.read_text(encoding="utf-8").splitlines() if line.strip()]
+    commands = [c.rstrip() for c, _ in runs]
+    shared = os.path.commonprefix(commands)
+    while shared and not all(c == shared or c[len(shared):].startswith(" --") for c in commands):
+        shared = shared[:max(shared.rfind(" --"), 0)]  # cut back to whole options
+    if len(runs) < 2 or not shared:
+        return f"Produced by these runs (`{history}`, oldest first):\n```sh\n" + "\n".join(
+            f"{c}  # {d}" for c, d in zip(commands, (d for _, d in runs))) + "\n```\n"
+    rows = [(d, f"`{c[len(shared):].strip()}`" if c[len(shared):].strip() else "(none)")
+            for c, (_, d) in zip(commands, runs)]
+    return (f"Produced by {len(runs)} runs (`{history}` has each in full), all of\n```sh\n{shared}\n```\n"
+            "with these options added, oldest first:\n\n" + table(("started", "added options"), rows))
+
+
 def section_commands(exp_root: Path, command: str, exps: list[Path]) -> str:
     out = "## Commands\n"
     history = exp_root / COMMANDS_LOG
     if history.exists():  # every zipper.sh run over this exp dir: one invocation alone rarely made it all
-        out += (f"Produced by these runs (`{history}`, oldest first):\n```sh\n"
-                + history.read_text(encoding="utf-8").rstrip("\n") + "\n```\n")
+        out += history_of_runs(history)
     elif command:
         out += f"Produced by:\n```sh\n{command}\n```\n"
     rows = []
