@@ -182,6 +182,20 @@ def test_show_results_without_experiments_is_a_clear_error(tmp_path):
         show_results.main(["--exp_root", str(tmp_path / "exp"), "--output", str(tmp_path / "R.md")])
 
 
+def test_show_results_names_the_vocoder_of_each_vocoded_row(tmp_path):
+    exp = tmp_path / "exp"
+    fake_fusion_exp(exp, "zipper_s_train_paired_100pct", "train_paired_100pct", ["text"], 30.0, 40.0)
+    for tag, wer in (("s_train_speech_km", 90.0), ("s_dil2_train_speech_km", 80.0)):  # stage 11, two vocoders
+        judged = exp / "zipper_s_train_paired_100pct" / "decode_tts_decode" / "test" / f"vocoded_{tag}"
+        (judged / "judge_whisper_base").mkdir(parents=True)
+        atomic_write_json(judged / "judge_whisper_base" / "judge.json", {"model": "base", "wer": wer,
+                                                                         "wer_target": wer + 1})
+    text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "RESULTS.md")])
+    assert ("|`zipper_s_train_paired_100pct` (vocoded by `vocoder_s_dil2_train_speech_km`)|text|test|Whisper base|"
+            "80.00|81.00|-|") in text
+    assert "(vocoded by `vocoder_s_train_speech_km`)|text|test|Whisper base|90.00|91.00|-|" in text
+
+
 def test_show_results_fused_table_has_the_audio_gain(tmp_path):
     exp = tmp_path / "exp"
     fake_fusion_exp(exp, "zipper_s_train_paired_100pct", "train_paired_100pct", ["text"], 30.0, 40.0)

@@ -256,10 +256,11 @@ def section_tts(fusion: list[dict], exp_root: ExpRoot) -> str:
         oracle_rows.append((f"Oracle (gold units vocoded by `{judged.parents[2].name}`)", "-",
                             judged.parents[1].name[len("resynth_"):], f"Whisper {s['model']}", s["wer"], "-", "-"))
     for f in fusion:
-        for judged in sorted(f["exp"].glob("decode_tts_*/*/judge_whisper_*/judge.json")):
+        for judged in sorted(f["exp"].glob("decode_tts_*/*/vocoded_*/judge_whisper_*/judge.json")):
             s = read_json(judged)
-            rows.append((f"`{f['exp'].name}` (vocoded)", f["frozen"], judged.parents[1].name, f"Whisper {s['model']}",
-                         s["wer"], s.get("wer_target", "-"), "-"))
+            vocoder = "vocoder_" + judged.parents[1].name[len("vocoded_"):]
+            rows.append((f"`{f['exp'].name}` (vocoded by `{vocoder}`)", f["frozen"], judged.parents[2].name,
+                         f"Whisper {s['model']}", s["wer"], s.get("wer_target", "-"), "-"))
     if not rows and not oracle_rows:
         return ""
     return ("## TTS (judge WER %, stage 12)\n\"WER gold\": the judge's transcript of the generated units against the "

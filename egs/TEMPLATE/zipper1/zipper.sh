@@ -392,8 +392,9 @@ if run_stage 11; then
         for set in ${decode_sets}; do
             d=${model_exp}/decode_tts_${decode_tag}/${set}
             [ -f "${d}/units.scp" ] || continue
-            synth "${d}" "${d}"
-            judge "${d}/wav.scp" "${d}/${wj}" "${set}" "${vocoder_exp}/resynth_${set}/${wj}/text"
+            v=${d}/vocoded_${vocoder_tag}  # each vocoder's audio apart: a second vocoder never reuses the first's
+            synth "${d}" "${v}"
+            judge "${v}/wav.scp" "${v}/${wj}" "${set}" "${vocoder_exp}/resynth_${set}/${wj}/text"
         done
     done
 fi
