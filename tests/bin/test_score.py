@@ -194,6 +194,11 @@ def test_show_results_names_the_vocoder_of_each_vocoded_row(tmp_path):
     assert ("|`zipper_s_train_paired_100pct` (vocoded by `vocoder_s_dil2_train_speech_km`)|text|test|Whisper base|"
             "80.00|81.00|-|") in text
     assert "(vocoded by `vocoder_s_train_speech_km`)|text|test|Whisper base|90.00|91.00|-|" in text
+    legacy = exp / "zipper_s_train_paired_100pct" / "decode_tts_decode" / "test" / "judge_whisper_base"
+    legacy.mkdir()  # stage 11 before the vocoded_<tag> dirs: the audio in the decode dir itself
+    atomic_write_json(legacy / "judge.json", {"model": "base", "wer": 70.0})
+    text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "RESULTS.md")])
+    assert "|`zipper_s_train_paired_100pct` (vocoded)|text|test|Whisper base|70.00|-|-|" in text
 
 
 def test_show_results_fused_table_has_the_audio_gain(tmp_path):
@@ -244,6 +249,16 @@ def test_show_results_study_intervals_and_significance(tmp_path):
     assert "Each WER with its 95 % bootstrap interval (1000 resamples" in text
     assert "`*↓` / `*↑`: WER significantly lower / higher than the single-decoder baseline (`vocabexp_s`)" in text
     assert (tmp_path / "images" / "wer_vs_aligned.png").read_bytes()[:4] == b"\x89PNG"
+    # one fraction alone (the main job, or ablations at 100 %): intervals and marks, no plot
+    only_100 = tmp_path / "only_100"
+    for name in ("zipper_s", "vocabexp_s"):
+        shutil.copytree(exp / f"{name}_train_paired_100pct", only_100 / f"{name}_train_paired_100pct")
+    single = show_results.main(["--exp_root", str(only_100), "--output", str(tmp_path / "one" / "R.md")])
+    assert "## WER %, intervals, significance\n" in single and "|task|set|system|100%|\n" in single
+    low, high = bootstrap_wer_interval([1, 2] * 4, [10] * 8)
+    assert f"|ASR|test|`zipper_s`|15.00 [{low:.2f}, {high:.2f}] n.s.|" in single
+    assert "|TTS|test|`zipper_s`|30.00 [30.00, 30.00] n.s.|" in single
+    assert "wer_vs_aligned" not in single and not (tmp_path / "one" / "images").exists()
     # a cell without per-utterance scores (scored before per_utt.tsv existed) shows its WER alone, unmarked
     (exp / "zipper_s_train_paired_100pct" / "decode_asr_decode" / "test" / "score_wer" / "per_utt.tsv").unlink()
     text = show_results.main(["--exp_root", str(exp), "--output", str(out)])

@@ -261,6 +261,10 @@ def section_tts(fusion: list[dict], exp_root: ExpRoot) -> str:
             vocoder = "vocoder_" + judged.parents[1].name[len("vocoded_"):]
             rows.append((f"`{f['exp'].name}` (vocoded by `{vocoder}`)", f["frozen"], judged.parents[2].name,
                          f"Whisper {s['model']}", s["wer"], s.get("wer_target", "-"), "-"))
+        for judged in sorted(f["exp"].glob("decode_tts_*/*/judge_whisper_*/judge.json")):  # before 2026-12-03
+            s = read_json(judged)
+            rows.append((f"`{f['exp'].name}` (vocoded)", f["frozen"], judged.parents[1].name, f"Whisper {s['model']}",
+                         s["wer"], s.get("wer_target", "-"), "-"))
     if not rows and not oracle_rows:
         return ""
     return ("## TTS (judge WER %, stage 12)\n\"WER gold\": the judge's transcript of the generated units against the "
@@ -347,7 +351,7 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
     wanted = list(test_sets) if test_sets else [s for s in sets if s != "dev"] or sets
     points = {k: v for k, v in points.items() if k[1] in wanted}
     fractions = sorted({p for v in points.values() for p in v})
-    if len(fractions) < 2:
+    if not fractions or len(points) < 2:  # one fraction still gets its intervals and significance, not a plot
         return ""
     baselines = mark_significance(points)
     rows = [(task, s, f"`{system}`", *(v[p].text() if p in v else "-" for p in fractions)) for (task, s, system), v
@@ -363,17 +367,19 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
                    f"the same fraction (Wilcoxon signed-rank test on per-utterance WER of the same utterances, "
                    f"p < {ALPHA:g}); `n.s.`: no significant difference.")
     image = out_dir / "images" / "wer_vs_aligned.png"
-    plot_study(points, image, ppl)
+    if len(fractions) > 1:
+        plot_study(points, image, ppl)
     ppl_rows = [(modality, f"`{system}`", f"{curve.tower:.2f}", *(f"{curve.fused[p]:.2f}" if p in curve.fused else "-"
                                                                 for p in fractions))
                 for (modality, system), curve in sorted(ppl.items())]
     ppl_table = ("\nWhat fusion cost each tower: its dev perplexity on its own modality alone, pre-trained and after "
                  "fusion on each fraction (`fused_lm_*.json`).\n\n"
                  + table(("modality", "system", "tower", *(f"{p:g}%" for p in fractions)), ppl_rows)) if ppl_rows else ""
-    return ("## Data-efficiency study: WER % vs aligned data\nASR: WER; TTS: unit-judge WER gold.  Columns: % of "
-            "the aligned training set." + (f"  {legend.strip()}" if legend else "") + "\n\n"
+    title = "Data-efficiency study: WER % vs aligned data" if len(fractions) > 1 else "WER %, intervals, significance"
+    return (f"## {title}\nASR: WER; TTS: unit-judge WER gold.  Columns: % of the aligned training set."
+            + (f"  {legend.strip()}" if legend else "") + "\n\n"
             + table(("task", "set", "system", *(f"{p:g}%" for p in fractions)), rows) + ppl_table
-            + f"\n![WER vs aligned fraction]({image.relative_to(out_dir)})\n")
+            + (f"\n![WER vs aligned fraction]({image.relative_to(out_dir)})\n" if len(fractions) > 1 else ""))
 
 
 @dataclasses.dataclass
