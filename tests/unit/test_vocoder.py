@@ -175,10 +175,52 @@ def test_a_split_packaged_model_is_joined_once(tmp_path, monkeypatch):
     model_dir = whisper_judge.locate_model("fake", cache=tmp_path / "cache")
     assert model_dir == tmp_path / "cache" / "whisper" / "fake"
     assert (model_dir / "model.bin").read_bytes() == b"abc" * 1000 + b"xyz"
-    assert sorted(p.name for p in model_dir.parent.iterdir()) == ["fake"]  # no temporary left behind
+    assert sorted(p.name for p in model_dir.parent.iterdir()) == [".fake.lock", "fake"]  # no temporary left behind
     mtime = (model_dir / "model.bin").stat().st_mtime_ns
     assert whisper_judge.locate_model("fake", cache=tmp_path / "cache") == model_dir
     assert (model_dir / "model.bin").stat().st_mtime_ns == mtime  # joined once
+
+
+def test_parallel_jobs_join_a_split_model_once_and_all_load_it(tmp_path, monkeypatch):
+    """Stage 11 starts its Whisper jobs together: none may replace the directory another is loading."""
+    import threading
+    import time
+
+    site = tmp_path / "site"
+    (site / "data").mkdir(parents=True)
+    (site / "data" / "model.bin.part1").write_bytes(b"abc")
+    (site / "data" / "model.bin.part2").write_bytes(b"xyz")
+    for name in whisper_judge.MODEL_FILES[1:]:
+        (site / "data" / name).write_text("{}")
+    monkeypatch.setattr(whisper_judge, "package_dir", lambda name: site)
+    monkeypatch.setitem(whisper_judge.PACKAGED_MODELS, "fake", whisper_judge.PackagedModel(
+        files=tuple(("site", f"data/{n}", n) for n in whisper_judge.MODEL_FILES[1:]),
+        parts=(("site", "data/model.bin.part1"), ("site", "data/model.bin.part2"))))
+    copies = []
+
+    def slow_copy(src, dst, length=0):
+        copies.append(src.name)
+        time.sleep(0.05)  # long enough for every job to arrive while the first is joining
+        dst.write(src.read())
+
+    monkeypatch.setattr(whisper_judge.shutil, "copyfileobj", slow_copy)
+    loaded, errors = [], []
+
+    def job():
+        try:
+            model_dir = whisper_judge.locate_model("fake", cache=tmp_path / "cache")
+            time.sleep(0.05)  # a job loading its model while the others return
+            loaded.append((model_dir / "model.bin").read_bytes())
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=job) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and loaded == [b"abcxyz"] * 4
+    assert len(copies) == 2  # the two parts, joined by one job only
 
 
 def test_unknown_or_incomplete_models_are_clear_errors(tmp_path):

@@ -12,6 +12,7 @@ Decoding is deterministic (temperature 0, no fallback sampling, no conditioning 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import importlib.util
 import logging
 import os
@@ -72,17 +73,22 @@ def assemble(name: str, packaged: PackagedModel, cache: Path) -> Path:
     out = cache / "whisper" / name
     parts = [package_dir(pkg) / rel for pkg, rel in packaged.parts]
     size = sum(p.stat().st_size for p in parts)
-    if is_model_dir(out) and (out / "model.bin").stat().st_size == size:
-        return out
-    logger.info("joining the %d parts of Whisper %s into %s (once)", len(parts), name, out)
-    with atomic_path(out) as tmp:
-        tmp.mkdir(parents=True)
-        with open(tmp / "model.bin", "wb") as f:
-            for part in parts:
-                with open(part, "rb") as src:
-                    shutil.copyfileobj(src, f, 16 << 20)
-        for pkg, rel, target in packaged.files:
-            shutil.copy(package_dir(pkg) / rel, tmp / target)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Stage 11's parallel jobs start together on a fresh machine: without the lock the second one replaced the
+    # directory the first had just joined and was loading ("Unable to open file 'model.bin'").
+    with open(out.parent / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if is_model_dir(out) and (out / "model.bin").stat().st_size == size:
+            return out
+        logger.info("joining the %d parts of Whisper %s into %s (once)", len(parts), name, out)
+        with atomic_path(out) as tmp:
+            tmp.mkdir(parents=True)
+            with open(tmp / "model.bin", "wb") as f:
+                for part in parts:
+                    with open(part, "rb") as src:
+                        shutil.copyfileobj(src, f, 16 << 20)
+            for pkg, rel, target in packaged.files:
+                shutil.copy(package_dir(pkg) / rel, tmp / target)
     return out
 
 
