@@ -153,11 +153,12 @@ def history_of_runs(history: Path) -> str:
     shared = os.path.commonprefix(commands)
     while shared and not all(c == shared or c[len(shared):].startswith(" --") for c in commands):
         shared = shared[:max(shared.rfind(" --"), 0)]  # cut back to whole options
+    dates = [d for _, d in runs]
     if len(runs) < 2 or not shared:
-        return f"Produced by these runs (`{history}`, oldest first):\n```sh\n" + "\n".join(
-            f"{c}  # {d}" for c, d in zip(commands, (d for _, d in runs))) + "\n```\n"
-    rows = [(d, f"`{c[len(shared):].strip()}`" if c[len(shared):].strip() else "(none)")
-            for c, (_, d) in zip(commands, runs)]
+        return (f"Produced by these runs (`{history}`, oldest first):\n```sh\n"
+                + "\n".join(f"{c}  # {d}" for c, d in zip(commands, dates)) + "\n```\n")
+    added = [c[len(shared):].strip() for c in commands]
+    rows = [(d, f"`{a}`" if a else "(none)") for d, a in zip(dates, added)]
     return (f"Produced by {len(runs)} runs (`{history}` has each in full), all of\n```sh\n{shared}\n```\n"
             "with these options added, oldest first:\n\n" + table(("started", "added options"), rows))
 
@@ -256,15 +257,13 @@ def section_tts(fusion: list[dict], exp_root: ExpRoot) -> str:
         oracle_rows.append((f"Oracle (gold units vocoded by `{judged.parents[2].name}`)", "-",
                             judged.parents[1].name[len("resynth_"):], f"Whisper {s['model']}", s["wer"], "-", "-"))
     for f in fusion:
-        for judged in sorted(f["exp"].glob("decode_tts_*/*/vocoded_*/judge_whisper_*/judge.json")):
-            s = read_json(judged)
-            vocoder = "vocoder_" + judged.parents[1].name[len("vocoded_"):]
-            rows.append((f"`{f['exp'].name}` (vocoded by `{vocoder}`)", f["frozen"], judged.parents[2].name,
+        # <decode dir>/vocoded_<vocoder tag>/judge_whisper_*; before 2026-12-03, <decode dir>/judge_whisper_*
+        for judged in [*sorted(f["exp"].glob("decode_tts_*/*/vocoded_*/judge_whisper_*/judge.json")),
+                       *sorted(f["exp"].glob("decode_tts_*/*/judge_whisper_*/judge.json"))]:
+            s, audio_dir = read_json(judged), judged.parents[1]
+            by = f" by `vocoder_{audio_dir.name[len('vocoded_'):]}`" if audio_dir.name.startswith("vocoded_") else ""
+            rows.append((f"`{f['exp'].name}` (vocoded{by})", f["frozen"], (audio_dir.parent if by else audio_dir).name,
                          f"Whisper {s['model']}", s["wer"], s.get("wer_target", "-"), "-"))
-        for judged in sorted(f["exp"].glob("decode_tts_*/*/judge_whisper_*/judge.json")):  # before 2026-12-03
-            s = read_json(judged)
-            rows.append((f"`{f['exp'].name}` (vocoded)", f["frozen"], judged.parents[1].name, f"Whisper {s['model']}",
-                         s["wer"], s.get("wer_target", "-"), "-"))
     if not rows and not oracle_rows:
         return ""
     return ("## TTS (judge WER %, stage 12)\n\"WER gold\": the judge's transcript of the generated units against the "
@@ -353,6 +352,7 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
     fractions = sorted({p for v in points.values() for p in v})
     if not fractions or len(points) < 2:  # one fraction still gets its intervals and significance, not a plot
         return ""
+    plotted = len(fractions) > 1
     baselines = mark_significance(points)
     rows = [(task, s, f"`{system}`", *(v[p].text() if p in v else "-" for p in fractions)) for (task, s, system), v
             in sorted(points.items())]
@@ -367,7 +367,7 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
                    f"the same fraction (Wilcoxon signed-rank test on per-utterance WER of the same utterances, "
                    f"p < {ALPHA:g}); `n.s.`: no significant difference.")
     image = out_dir / "images" / "wer_vs_aligned.png"
-    if len(fractions) > 1:
+    if plotted:
         plot_study(points, image, ppl)
     ppl_rows = [(modality, f"`{system}`", f"{curve.tower:.2f}", *(f"{curve.fused[p]:.2f}" if p in curve.fused else "-"
                                                                 for p in fractions))
@@ -375,11 +375,11 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
     ppl_table = ("\nWhat fusion cost each tower: its dev perplexity on its own modality alone, pre-trained and after "
                  "fusion on each fraction (`fused_lm_*.json`).\n\n"
                  + table(("modality", "system", "tower", *(f"{p:g}%" for p in fractions)), ppl_rows)) if ppl_rows else ""
-    title = "Data-efficiency study: WER % vs aligned data" if len(fractions) > 1 else "WER %, intervals, significance"
+    title = "Data-efficiency study: WER % vs aligned data" if plotted else "WER %, intervals, significance"
     return (f"## {title}\nASR: WER; TTS: unit-judge WER gold.  Columns: % of the aligned training set."
             + (f"  {legend.strip()}" if legend else "") + "\n\n"
             + table(("task", "set", "system", *(f"{p:g}%" for p in fractions)), rows) + ppl_table
-            + (f"\n![WER vs aligned fraction]({image.relative_to(out_dir)})\n" if len(fractions) > 1 else ""))
+            + (f"\n![WER vs aligned fraction]({image.relative_to(out_dir)})\n" if plotted else ""))
 
 
 @dataclasses.dataclass

@@ -191,8 +191,6 @@ class WorldVocoder(DurationPrediction, nn.Module):
         self.blocks = nn.ModuleList(ConvBlock(channels, enc["kernel_size"], enc["dropout"],
                                               dilation=enc["dilation_growth"] ** i)
                                     for i in range(enc["layers"]))
-        dilations = sum(enc["dilation_growth"] ** i for i in range(enc["layers"]))
-        self.context = 1 + (enc["kernel_size"] - 1) * dilations  # units each output frame sees
         self.head = nn.Linear(channels, self.ratio * self.world.dim)
         self.register_buffer("mean", torch.zeros(self.world.dim))
         self.register_buffer("std", torch.ones(self.world.dim))
@@ -200,6 +198,11 @@ class WorldVocoder(DurationPrediction, nn.Module):
         self.dur_spk_embed = nn.Embedding(n_speakers, embed_dim) if n_speakers > 1 else None
         self.duration_predictor = DurationPredictor(embed_dim, offset=DURATION_OFFSET,
                                                     **dict(DEFAULT_DURATION, **(duration_conf or {})))
+
+    @property
+    def context(self) -> int:
+        """Units each output frame sees (the receptive field of the convolution blocks)."""
+        return 1 + sum((b.conv.kernel_size[0] - 1) * b.conv.dilation[0] for b in self.blocks)
 
     def set_statistics(self, feats: Sequence[np.ndarray]) -> None:
         """Feature mean and std over the training frames (voicing is left as 0/1)."""
