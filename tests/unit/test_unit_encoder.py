@@ -26,6 +26,21 @@ def test_a_layer_outside_the_blocks_or_a_zero_stride_is_refused():
         UnitEncoderConfig(layer=3, **TINY)
     with pytest.raises(ValueError, match="stride must be >= 1"):
         UnitEncoderConfig(stride=0, **TINY)
+    with pytest.raises(ValueError, match="output 'logits' is not one of states, posteriors"):
+        UnitEncoderConfig(output="logits", **TINY)
+
+
+def test_posterior_output_is_the_square_root_of_what_greedy_ctc_reads():
+    torch.manual_seed(0)
+    feats = np.random.default_rng(2).standard_normal((11, 6)).astype(np.float32)
+    enc = UnitEncoder(UnitEncoderConfig(stride=2, remove_position=0, output="posteriors", **TINY), 6, 5).eval()
+    out = enc.encode(feats)
+    assert out.shape == (6, 5) and enc.output_dim == 5 and out.dtype == np.float32
+    assert np.allclose((out ** 2).sum(1), 1.0, atol=1e-5)  # unit vectors: k-means distance = Hellinger
+    prepared = enc.prepare(feats)
+    hidden, _ = enc.model.encode(prepared[None], torch.tensor([len(prepared)]))
+    assert out.argmax(1).tolist() == enc.model.ctc.argmax(hidden)[0].tolist()
+    assert enc.encode(feats[:0]).shape == (0, 5)
 
 
 def test_preparation_removes_the_position_averages_and_standardises():
@@ -79,7 +94,8 @@ def test_encoded_features_name_the_upstream_and_the_encoder():
     prov = encoded_provenance(upstream, info, "exp/unit_encoder_s_whisper")
     assert prov["upstream_feature_hash"] == "aaaa" and prov["frame_shift_samples"] == 640
     assert prov["feature_hash"] != "aaaa" and prov["data_hash"] == "d1" and prov["upstream"] == "whisper"
-    assert prov["unit_encoder"] == {"hash": "1234abcd", "dir": "exp/unit_encoder_s_whisper", "layer": 2, "stride": 2}
+    assert prov["unit_encoder"] == {"hash": "1234abcd", "dir": "exp/unit_encoder_s_whisper", "layer": 2,
+                                    "output": "states", "stride": 2}
     other = encoded_provenance(upstream, dict(info, hash="99999999"), "exp/unit_encoder_s_whisper")
     assert other["feature_hash"] != prov["feature_hash"]  # another encoder: other features
 

@@ -36,8 +36,8 @@ def get_parser():
     group = parser.add_argument_group("unit encoder")
     add_ctc_data_arguments(group, "feats", "dump/feats/<tag>/<set>, of the paired training set")
     group.add_argument("--encoder_conf", type=yaml_value, default={},
-                       help="YAML dict of UnitEncoderConfig fields (stride, remove_position, layer, d_model, n_heads, "
-                            "d_ff, n_layers, conv_kernel, dropout)")
+                       help="YAML dict of UnitEncoderConfig fields (stride, remove_position, layer, output, d_model, "
+                            "n_heads, d_ff, n_layers, conv_kernel, dropout)")
     add_trainer_arguments(parser)
     parser.set_defaults(max_epoch=8, batch_bins=8000, lr=2e-3, warmup_steps=100, keep_nbest_models=2)
     return parser

@@ -15,8 +15,11 @@ paired training set) shape the units, once, and every model of the recipe then u
 The pipeline: upstream frames (T, D) -> what sinusoids of the frame index predict of them removed (the map of
 zipper/tokens/kmeans.py, fitted here on the training frames) -> `stride` frames averaged -> standardised ->
 ESPnet's TransformerEncoder (linear input) + CTC over characters, i.e. the unit judge's model with continuous
-input (zipper/scoring/unit_judge.py) -> the output of block `layer` (T / stride, d_model) is what stage 4
-clusters.  An encoder dir holds `unit_encoder.json` (configuration, characters, identity) and
+input (zipper/scoring/unit_judge.py) -> what stage 4 clusters (T / stride frames): with `output: states` the
+output of block `layer` (d_model), with `output: posteriors` the square roots of the CTC posteriors over the
+characters and blank (n_chars), so that k-means's squared distance is the Hellinger distance between them.
+The posteriors lose the states' context but keep what the encoder decided: a judge reads their units about as
+well as the encoder reads the features (docs/learning.md U14: 18.9 % CER against 25.2 % for block 2's units).  An encoder dir holds `unit_encoder.json` (configuration, characters, identity) and
 `unit_encoder.pth` (weights and the preparation buffers).
 """
 
@@ -38,6 +41,7 @@ from zipper.tokens.kmeans import fit_position, remove_position
 from zipper.utils.atomic import atomic_path, atomic_write_json
 
 CONFIG_FILE = "unit_encoder.json"
+OUTPUTS = ("states", "posteriors")
 WEIGHTS_FILE = "unit_encoder.pth"
 
 
@@ -45,7 +49,8 @@ WEIGHTS_FILE = "unit_encoder.pth"
 class UnitEncoderConfig:
     stride: int = 2  # upstream frames averaged into one (Whisper's 50 Hz -> 25 Hz)
     remove_position: int = 16  # sinusoid channels of the position map (0: off)
-    layer: int = 2  # the block whose output becomes the features (1 .. n_layers)
+    layer: int = 2  # with output "states": the block whose output becomes the features (1 .. n_layers)
+    output: str = "states"  # "states" (block `layer`'s output) or "posteriors" (sqrt of the CTC posteriors)
     d_model: int = 192
     n_heads: int = 4
     d_ff: int = 512
@@ -58,6 +63,8 @@ class UnitEncoderConfig:
             raise ValueError(f"unit encoder stride must be >= 1, not {self.stride}")
         if not 1 <= self.layer <= self.n_layers:
             raise ValueError(f"unit encoder layer {self.layer} is not one of its blocks 1..{self.n_layers}")
+        if self.output not in OUTPUTS:
+            raise ValueError(f"unit encoder output '{self.output}' is not one of {', '.join(OUTPUTS)}")
 
     def judge_config(self, input_dim: int, n_chars: int) -> JudgeConfig:
         return JudgeConfig(n_units=0, n_chars=n_chars, input_dim=input_dim, d_model=self.d_model,
@@ -76,7 +83,7 @@ def average_frames(x: torch.Tensor, stride: int) -> torch.Tensor:
 
 
 class UnitEncoder(nn.Module):
-    """Upstream frames -> prepared frames -> CTC character model; `states` gives block `layer`'s output."""
+    """Upstream frames -> prepared frames -> CTC character model; `encode` gives what stage 4 clusters."""
 
     def __init__(self, config: UnitEncoderConfig, input_dim: int, n_chars: int):
         super().__init__()
@@ -126,11 +133,23 @@ class UnitEncoder(nn.Module):
             encoder.encoders = blocks
         return per_block[self.config.layer - 1][0]
 
+    @torch.no_grad()
+    def sqrt_posteriors(self, prepared: torch.Tensor) -> torch.Tensor:
+        """Prepared frames of one utterance (T, D) -> sqrt of the CTC posteriors (T, n_chars); rows have unit norm."""
+        hidden, _ = self.model.encode(prepared[None], torch.tensor([len(prepared)]))  # (1, T, d_model)
+        return (0.5 * self.model.ctc.log_softmax(hidden)[0]).exp()
+
+    @property
+    def output_dim(self) -> int:
+        return self.model.config.n_chars if self.config.output == "posteriors" else self.config.d_model
+
     def encode(self, feats: np.ndarray | torch.Tensor) -> np.ndarray:
-        """Upstream frames of one utterance (T, D) -> its features for k-means (ceil(T / stride), d_model)."""
+        """Upstream frames of one utterance (T, D) -> its features for k-means (ceil(T / stride), output_dim)."""
         if len(feats) == 0:
-            return np.zeros((0, self.config.d_model), dtype=np.float32)
-        return self.states(self.prepare(feats)).cpu().numpy().astype(np.float32)
+            return np.zeros((0, self.output_dim), dtype=np.float32)
+        prepared = self.prepare(feats)
+        out = self.sqrt_posteriors(prepared) if self.config.output == "posteriors" else self.states(prepared)
+        return out.cpu().numpy().astype(np.float32)
 
     # ------------------------------------------------------------------------------------------ files
     def save(self, directory: str | os.PathLike, chars: Sequence[str], provenance: dict[str, Any]) -> str:
@@ -179,6 +198,7 @@ def encoded_provenance(upstream_provenance: dict[str, Any], info: dict[str, Any]
     prov["feature_hash"] = short_hash({"features": upstream_provenance["feature_hash"], "unit_encoder": info["hash"]})
     prov["frame_shift_samples"] = int(upstream_provenance.get("frame_shift_samples") or 0) * int(config["stride"])
     prov["unit_encoder"] = {"hash": info["hash"], "dir": str(Path(encoder_dir)), "layer": config["layer"],
+                            "output": config.get("output", "states"),
                             "stride": config["stride"]}
     return prov
 
