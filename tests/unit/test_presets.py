@@ -85,4 +85,4 @@ def test_unit_encoder_presets_parse_and_build(path):
     args = parser.parse_args(["--train_feats", "f", "--train_text", "t", "--valid_feats", "f", "--valid_text", "t",
                               "--output_dir", "o"])
     model = UnitEncoder(UnitEncoderConfig(**args.encoder_conf), input_dim=384, n_chars=30)
-    assert model.encode(np.zeros((7, 384), np.float32)).shape == (-(-7 // model.config.stride), model.config.d_model)
+    assert model.encode(np.zeros((7, 384), np.float32)).shape == (-(-7 // model.config.stride), model.output_dim)
