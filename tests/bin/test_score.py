@@ -206,9 +206,18 @@ def test_show_results_fused_table_has_the_audio_gain(tmp_path):
     fake_fusion_exp(exp, "zipper_s_train_paired_100pct", "train_paired_100pct", ["text"], 30.0, 40.0)
     atomic_write_json(exp / "zipper_s_train_paired_100pct" / "scores.json",
                       {"valid": {"loss": 2.5, "asr_loss": 3.0, "tts_loss": 2.0, "asr_gain": 1.25, "tts_gain": 0.5}})
+    fake_fusion_exp(exp, "zipper_s_train_paired_10pct", "train_paired_10pct", ["text"], 50.0, 60.0)
+    for name in ("zipper_s_train_paired_100pct", "zipper_s_train_paired_10pct"):
+        (exp / name / "images").mkdir()
+        (exp / name / "images" / "fusion.png").write_bytes(b"\x89PNG " + name.encode())
     text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "RESULTS.md")])
     assert "|valid loss|ASR loss|TTS loss|ASR gain|TTS gain|" in text
     assert "|text|2.50|3.00|2.00|1.25|0.50|" in text
+    # the gates plot of the largest fraction is copied beside RESULTS.md (exp/ is not committed) and shown
+    copy = tmp_path / "images" / "fusion_zipper_s_train_paired_100pct.png"
+    assert copy.read_bytes() == b"\x89PNG zipper_s_train_paired_100pct"
+    assert "(images/fusion_zipper_s_train_paired_100pct.png)" in text
+    assert not (tmp_path / "images" / "fusion_zipper_s_train_paired_10pct.png").exists()
 
 
 def write_per_utt(score_dir: Path, errors: list[int], words: int = 10) -> float:
