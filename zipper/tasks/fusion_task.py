@@ -47,6 +47,10 @@ def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--dedup", type=str2bool, default=True, help="collapse runs of repeated units")
     group.add_argument("--max_speech_len", type=int, default=1024, help="longest unit sequence (tokens)")
     group.add_argument("--max_text_len", type=int, default=256, help="longest text sequence (tokens)")
+    group.add_argument("--condition_noise", type=float, default=0.0,
+                       help="training only: probability that each token of the conditioning side (the units for "
+                            "ASR, the text for TTS) is replaced by a random token of its vocabulary, against "
+                            "learning the aligned pairs by heart")
 
 
 @dataclasses.dataclass
@@ -92,13 +96,19 @@ class PairedBatches:
 
     def __init__(self, data: PairedData, tasks: dict[str, float], text_pad: int, batch_bins: int, seed: int,
                  shuffle: bool, max_batch_size: int = 0, rank: int = 0, world_size: int = 1,
-                 measure_gain: bool = False):
+                 measure_gain: bool = False, condition_noise: float = 0.0,
+                 vocab_sizes: dict[str, int] | None = None):
         unknown = set(tasks) - set(TASKS)
         if unknown or not tasks:
             raise ValueError(f"--tasks must weight some of {TASKS}, got {tasks}")
         self.data, self.tasks, self.text_pad = data, dict(tasks), text_pad
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
         self.measure_gain = measure_gain  # validation: also score mismatched pairs (zipper.models.audio_gain)
+        if not 0.0 <= condition_noise < 1.0:
+            raise ValueError(f"--condition_noise must be in [0, 1), not {condition_noise}")
+        if condition_noise and not vocab_sizes:
+            raise ValueError("condition_noise needs the vocabulary sizes to draw tokens from")
+        self.condition_noise, self.vocab_sizes = condition_noise, dict(vocab_sizes or {})
         lengths = [len(s) + len(t) for s, t in zip(data.speech, data.text)]
         self.sampler = LengthBatchSampler(lengths, batch_bins, seed, shuffle, max_batch_size)
 
@@ -116,10 +126,26 @@ class PairedBatches:
 
     def collate(self, item: tuple[str, list[int]]) -> dict[str, Any]:
         task, indices = item
-        speech, speech_lengths = pad_batch([self.data.speech[i] for i in indices], PAD)
-        text, text_lengths = pad_batch([self.data.text[i] for i in indices], self.text_pad)
+        sequences = {"speech": [self.data.speech[i] for i in indices], "text": [self.data.text[i] for i in indices]}
+        if self.condition_noise:
+            side = "speech" if task == "asr" else "text"  # the conditioning side; the predicted one stays clean
+            rng = np.random.default_rng([self.seed, len(indices), *indices])  # the same batch, the same noise
+            sequences[side] = [replace_tokens(x, self.condition_noise, self.vocab_sizes[side], rng)
+                               for x in sequences[side]]
+        speech, speech_lengths = pad_batch(sequences["speech"], PAD)
+        text, text_lengths = pad_batch(sequences["text"], self.text_pad)
         return {"task": task, "speech": speech, "speech_lengths": speech_lengths, "text": text,
                 "text_lengths": text_lengths, "measure_gain": self.measure_gain}
+
+
+def replace_tokens(ids: np.ndarray, probability: float, vocab_size: int, rng: np.random.Generator) -> np.ndarray:
+    """A copy of `ids` (T,) = <bos> ... <eos> with each token between them that is not a reserved slot replaced,
+    with `probability`, by a token drawn uniformly from NUM_SPECIAL .. vocab_size - 1."""
+    out = np.array(ids, copy=True)
+    hit = (out >= NUM_SPECIAL) & (rng.random(len(out)) < probability)
+    hit[:1] = hit[-1:] = False  # <bos> and <eos> stay, whatever their ids (a Hugging Face tower's are high)
+    out[hit] = rng.integers(NUM_SPECIAL, vocab_size, int(hit.sum()))
+    return out
 
 
 def build_model(args) -> tuple[torch.nn.Module, Any]:
