@@ -212,7 +212,7 @@ def fusion_plots(fusion: list[dict], out_dir: Path) -> str:
                 shutil.copyfile(plot, tmp)
             out.append(f"![`{f['exp'].name}`: audio gain and gates against updates]"
                        f"({copy.relative_to(out_dir)})")
-    return ("\n\nAudio gain and the tanh of every gate against updates:\n\n" + "\n".join(out) + "\n") if out else ""
+    return ("\nAudio gain and the tanh of every gate against updates:\n\n" + "\n".join(out) + "\n") if out else ""
 
 
 def section_fusion(fusion: list[dict], out_dir: Path) -> str:
