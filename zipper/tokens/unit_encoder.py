@@ -19,8 +19,9 @@ input (zipper/scoring/unit_judge.py) -> what stage 4 clusters (T / stride frames
 output of block `layer` (d_model), with `output: posteriors` the square roots of the CTC posteriors over the
 characters and blank (n_chars), so that k-means's squared distance is the Hellinger distance between them.
 The posteriors lose the states' context but keep what the encoder decided: a judge reads their units about as
-well as the encoder reads the features (docs/learning.md U14: 18.9 % CER against 25.2 % for block 2's units).  An encoder dir holds `unit_encoder.json` (configuration, characters, identity) and
-`unit_encoder.pth` (weights and the preparation buffers).
+well as the encoder reads the features (docs/learning.md U14: 18.9 % CER against 25.2 % for block 2's units).
+An encoder dir holds `unit_encoder.json` (configuration, characters, identity) and `unit_encoder.pth` (weights
+and the preparation buffers).
 """
 
 from __future__ import annotations
@@ -41,8 +42,8 @@ from zipper.tokens.kmeans import fit_position, remove_position
 from zipper.utils.atomic import atomic_path, atomic_write_json
 
 CONFIG_FILE = "unit_encoder.json"
-OUTPUTS = ("states", "posteriors")
 WEIGHTS_FILE = "unit_encoder.pth"
+OUTPUTS = ("states", "posteriors")  # what `encode` gives stage 4 (UnitEncoderConfig.output)
 
 
 @dataclasses.dataclass
