@@ -63,6 +63,29 @@ def test_preparation_removes_the_position_averages_and_standardises():
         enc.prepare(np.zeros((3, 7), np.float32))
 
 
+def test_specaugment_masks_only_in_training_and_keeps_the_weights_file_unchanged(tmp_path):
+    conf = {"freq_mask_width_range": [2, 3], "num_freq_mask": 1, "time_mask_width_range": [2, 3], "num_time_mask": 1}
+    torch.manual_seed(0)
+    plain = UnitEncoder(UnitEncoderConfig(remove_position=0, **TINY), 6, 5)
+    torch.manual_seed(0)
+    masked = UnitEncoder(UnitEncoderConfig(remove_position=0, specaug_conf=conf, **TINY), 6, 5)
+    assert plain.specaug is None and masked.state_dict().keys() == plain.state_dict().keys()
+    seen = []
+    masked.model.forward = lambda x, lengths, *rest: seen.append(x.clone())  # what the CTC model is given
+    x = torch.randn(2, 12, 6) + 5.0  # no frame is zero before masking
+    lengths, chars, char_lengths = torch.tensor([12, 10]), torch.tensor([[1, 2], [3, 0]]), torch.tensor([2, 1])
+    masked.train()(x, lengths, chars, char_lengths)
+    zero_cols, zero_rows = (seen[0] == 0).all(1), (seen[0] == 0).all(2)  # (B, D) features, (B, T) frames masked
+    assert zero_cols.sum(1).tolist() in ([2, 2], [3, 3], [2, 3], [3, 2])
+    assert (zero_rows.sum(1) >= 2).all()
+    masked.eval()(x, lengths, chars, char_lengths)
+    assert torch.equal(seen[1], x)  # evaluation and stage 4 read the frames untouched
+    identity = masked.save(tmp_path / "enc", ["<blank>", "a", "b", "c", "d"], {})
+    loaded, info = UnitEncoder.load(tmp_path / "enc")
+    assert info["config"]["specaug_conf"] == conf and loaded.specaug is not None
+    assert identity != plain.save(tmp_path / "plain", ["<blank>", "a", "b", "c", "d"], {})
+
+
 def test_states_are_the_chosen_blocks_output_and_survive_save_and_load(tmp_path):
     torch.manual_seed(0)
     feats = np.random.default_rng(1).standard_normal((9, 6)).astype(np.float32)

@@ -26,8 +26,10 @@ and the preparation buffers).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -58,6 +60,7 @@ class UnitEncoderConfig:
     n_layers: int = 4
     conv_kernel: int = 3
     dropout: float = 0.1
+    specaug_conf: dict = dataclasses.field(default_factory=dict)  # ESPnet SpecAug's arguments; {}: off
 
     def __post_init__(self):
         if self.stride < 1:
@@ -83,6 +86,17 @@ def average_frames(x: torch.Tensor, stride: int) -> torch.Tensor:
     return out.index_add_(0, group, x) / counts.clamp(min=1)
 
 
+def make_specaug(conf: dict) -> nn.Module | None:
+    """ESPnet's SpecAug from its keyword arguments (None for {}).  Masks along time and along the feature axis
+    fight the encoder's overfitting of the 3,500 aligned pairs (docs/learning.md U16); time warping is off unless
+    asked for, since the prepared frames are 25 Hz states of Whisper, not a spectrogram."""
+    if not conf:
+        return None
+    with contextlib.redirect_stdout(io.StringIO()):  # espnet prints a note when flash-attn is absent
+        from espnet2.asr.specaug.specaug import SpecAug
+    return SpecAug(**{"apply_time_warp": False, **conf})
+
+
 class UnitEncoder(nn.Module):
     """Upstream frames -> prepared frames -> CTC character model; `encode` gives what stage 4 clusters."""
 
@@ -90,6 +104,7 @@ class UnitEncoder(nn.Module):
         super().__init__()
         self.config, self.input_dim = config, input_dim
         self.model = UnitCTCJudge(config.judge_config(input_dim, n_chars))
+        self.specaug = make_specaug(config.specaug_conf)
         channels = 2 * (config.remove_position // 2) + 1 if config.remove_position else 0
         self.register_buffer("position", torch.zeros(channels, input_dim, dtype=torch.float64))
         self.register_buffer("mean", torch.zeros(input_dim))
@@ -118,7 +133,10 @@ class UnitEncoder(nn.Module):
 
     def forward(self, units: torch.Tensor, unit_lengths: torch.Tensor, chars: torch.Tensor,
                 char_lengths: torch.Tensor, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """CTC loss per character on prepared frames (B, T, D) (the trainer's contract, as the judge's)."""
+        """CTC loss per character on prepared frames (B, T, D) (the trainer's contract, as the judge's); in
+        training, SpecAugment's masks first when `specaug_conf` asks for them."""
+        if self.training and self.specaug is not None:
+            units, unit_lengths = self.specaug(units, unit_lengths)
         return self.model(units, unit_lengths, chars, char_lengths)
 
     @torch.no_grad()
@@ -204,4 +222,4 @@ def encoded_provenance(upstream_provenance: dict[str, Any], info: dict[str, Any]
     return prov
 
 
-__all__ = ["UnitEncoder", "UnitEncoderConfig", "average_frames", "encoded_provenance", "read_info"]
+__all__ = ["UnitEncoder", "UnitEncoderConfig", "average_frames", "encoded_provenance", "make_specaug", "read_info"]
