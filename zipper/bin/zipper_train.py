@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     log_gates(model)
     train = PairedBatches(train_data, args.tasks, tokenizer.pad_id, args.batch_bins, args.seed, True,
                           args.max_batch_size, rank, world, condition_noise=args.condition_noise,
-                          vocab_sizes={"speech": len(speech_tokens), "text": len(tokenizer)})
+                          vocab_sizes={"speech": len(speech_tokens), "text": len(tokenizer)},
+                          history_noise=args.history_noise)
     valid = PairedBatches(valid_data, {t: 1.0 for t in args.tasks}, tokenizer.pad_id, args.batch_bins, args.seed,
                           False, measure_gain=True)
     trainer = Trainer(args, model, train, valid, on_epoch_end=lambda epoch, stats: log_gates(model, output_dir),

@@ -12,6 +12,7 @@ std; "normal": N(0, their std)).
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Optional
 
@@ -108,15 +109,23 @@ class VocabExpansionModel(nn.Module):
         return tokens, lengths, torch.tensor(prompts, device=speech.device)
 
     def task_loss(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                  text_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Summed nll, correct predictions and count over the target part of each row."""
+                  text_lengths: torch.Tensor, history: Optional[torch.Tensor] = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Summed nll, correct predictions and count over the target part of each row.  history: the target
+        side's noisy input (--history_noise; the text for ASR, the units for TTS), read instead of it."""
         tokens, lengths, prompts = self.build(task, speech, speech_lengths, text, text_lengths)
-        logits = self.tower(tokens[:, :-1]).logits  # (B, T-1, V)
+        read = tokens
+        if history is not None:  # the same rows with the target side's tokens replaced: lengths and prompts stay
+            noisy_speech, noisy_text = (speech, history) if task == "asr" else (history, text)
+            read = self.build(task, noisy_speech, speech_lengths, noisy_text, text_lengths)[0]
+        logits = self.tower(read[:, :-1]).logits  # (B, T-1, V)
         # predict only the target part: positions from prompt-1 on (position p predicts token p+1)
         keep = torch.arange(tokens.shape[1] - 1, device=tokens.device)[None, :] >= (prompts - 1)[:, None]
         return next_token_loss(logits, tokens, lengths, keep)
 
     def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                text_lengths: torch.Tensor, measure_gain: bool = False, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
+                text_lengths: torch.Tensor, measure_gain: bool = False, history: Optional[torch.Tensor] = None,
+                **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain)."""
-        return task_forward(self.task_loss, task, speech, speech_lengths, text, text_lengths, measure_gain)
+        return task_forward(functools.partial(self.task_loss, history=history), task, speech, speech_lengths, text,
+                            text_lengths, measure_gain, mismatched_loss=self.task_loss)

@@ -250,26 +250,34 @@ class ZipperModel(nn.Module):
         return outputs
 
     def task_loss(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                  text_lengths: torch.Tensor, memory: Optional[dict[str, Memory]] = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  text_lengths: torch.Tensor, memory: Optional[dict[str, Memory]] = None,
+                  history: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Teacher-forced ASR ([speech][text], loss on text) or TTS ([text][speech], loss on speech): summed
-        nll, correct predictions and count of the target segment; `memory` is filled as in forward_segments."""
-        speech_seg, text_seg = Segment("speech", speech, speech_lengths), Segment("text", text, text_lengths)
-        if task == "asr":
-            order = [speech_seg, text_seg]
-        elif task == "tts":
-            order = [text_seg, speech_seg]
-        else:
+        nll, correct predictions and count of the target segment; `memory` is filled as in forward_segments.
+        history (B, T): what the target segment reads instead of its own tokens (--history_noise), same shape."""
+        if task not in ("asr", "tts"):
             raise ValueError(f"unknown task '{task}'")
-        target = order[1]
+        out_modality = "text" if task == "asr" else "speech"
+        tokens = {"speech": speech, "text": text}
+        target = tokens[out_modality]
+        if history is not None:
+            if history.shape != target.shape:
+                raise ValueError(f"history of shape {tuple(history.shape)} does not match the {out_modality} "
+                                 f"targets' {tuple(target.shape)}")
+            tokens[out_modality] = history
+        speech_seg = Segment("speech", tokens["speech"], speech_lengths)
+        text_seg = Segment("text", tokens["text"], text_lengths)
+        order = [speech_seg, text_seg] if task == "asr" else [text_seg, speech_seg]
         logits = self.forward_segments(order, logits_for={1}, memory=memory)[1].logits[:, :-1]  # (B, T-1, V)
-        return next_token_loss(logits, target.tokens, target.lengths)
+        return next_token_loss(logits, target, order[1].lengths)
 
     def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                text_lengths: torch.Tensor, measure_gain: bool = False, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
+                text_lengths: torch.Tensor, measure_gain: bool = False, history: Optional[torch.Tensor] = None,
+                **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain).
         The training aids, when configured, add to the loss trained on: ASR batches ctc_weight x the CTC loss,
-        training batches guided_attention_weight x the guided-attention loss of the output tower."""
+        training batches guided_attention_weight x the guided-attention loss of the output tower; `history`: the
+        target side's noisy input (task_loss), for the matched pass only."""
         memory: dict[str, Memory] = {}
         out_modality, query_lengths, memory_lengths = (("text", text_lengths, speech_lengths) if task == "asr"
                                                        else ("speech", speech_lengths, text_lengths))
@@ -288,9 +296,9 @@ class ZipperModel(nn.Module):
 
         # the matched pass fills `memory` for the aids; the mismatched pass gets its own (a shared one would let
         # its text attend to the matched speech too, and the gain would read ~0)
-        return task_forward(functools.partial(self.task_loss, memory=memory), task, speech, speech_lengths, text,
-                            text_lengths, measure_gain, aux if use_ctc or guided else None,
-                            mismatched_loss=self.task_loss)
+        matched = functools.partial(self.task_loss, memory=memory, history=history)
+        return task_forward(matched, task, speech, speech_lengths, text, text_lengths, measure_gain,
+                            aux if use_ctc or guided else None, mismatched_loss=self.task_loss)
 
     def guided_attention_loss(self, layers: nn.ModuleList, query_lengths: torch.Tensor,
                               memory_lengths: torch.Tensor) -> torch.Tensor:

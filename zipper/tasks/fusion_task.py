@@ -51,6 +51,10 @@ def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
                        help="training only: probability that each token of the conditioning side (the units for "
                             "ASR, the text for TTS) is replaced by a random token of its vocabulary, against "
                             "learning the aligned pairs by heart")
+    group.add_argument("--history_noise", type=float, default=0.0,
+                       help="training only: probability that each token the predicted side is conditioned on "
+                            "(its own teacher-forced history: the text for ASR, the units for TTS) is replaced "
+                            "by a random token; the loss still targets the clean tokens")
 
 
 @dataclasses.dataclass
@@ -97,18 +101,20 @@ class PairedBatches:
     def __init__(self, data: PairedData, tasks: dict[str, float], text_pad: int, batch_bins: int, seed: int,
                  shuffle: bool, max_batch_size: int = 0, rank: int = 0, world_size: int = 1,
                  measure_gain: bool = False, condition_noise: float = 0.0,
-                 vocab_sizes: dict[str, int] | None = None):
+                 vocab_sizes: dict[str, int] | None = None, history_noise: float = 0.0):
         unknown = set(tasks) - set(TASKS)
         if unknown or not tasks:
             raise ValueError(f"--tasks must weight some of {TASKS}, got {tasks}")
         self.data, self.tasks, self.text_pad = data, dict(tasks), text_pad
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
         self.measure_gain = measure_gain  # validation: also score mismatched pairs (zipper.models.audio_gain)
-        if not 0.0 <= condition_noise < 1.0:
-            raise ValueError(f"--condition_noise must be in [0, 1), not {condition_noise}")
-        if condition_noise and not vocab_sizes:
-            raise ValueError("condition_noise needs the vocabulary sizes to draw tokens from")
-        self.condition_noise, self.vocab_sizes = condition_noise, dict(vocab_sizes or {})
+        for name, value in (("condition_noise", condition_noise), ("history_noise", history_noise)):
+            if not 0.0 <= value < 1.0:
+                raise ValueError(f"--{name} must be in [0, 1), not {value}")
+            if value and not vocab_sizes:
+                raise ValueError(f"{name} needs the vocabulary sizes to draw tokens from")
+        self.condition_noise, self.history_noise = condition_noise, history_noise
+        self.vocab_sizes = dict(vocab_sizes or {})
         lengths = [len(s) + len(t) for s, t in zip(data.speech, data.text)]
         self.sampler = LengthBatchSampler(lengths, batch_bins, seed, shuffle, max_batch_size)
 
@@ -127,15 +133,21 @@ class PairedBatches:
     def collate(self, item: tuple[str, list[int]]) -> dict[str, Any]:
         task, indices = item
         sequences = {"speech": [self.data.speech[i] for i in indices], "text": [self.data.text[i] for i in indices]}
-        if self.condition_noise:
-            side = "speech" if task == "asr" else "text"  # the conditioning side; the predicted one stays clean
-            rng = np.random.default_rng([self.seed, len(indices), *indices])  # the same batch, the same noise
-            sequences[side] = [replace_tokens(x, self.condition_noise, self.vocab_sizes[side], rng)
-                               for x in sequences[side]]
-        speech, speech_lengths = pad_batch(sequences["speech"], PAD)
-        text, text_lengths = pad_batch(sequences["text"], self.text_pad)
-        return {"task": task, "speech": speech, "speech_lengths": speech_lengths, "text": text,
-                "text_lengths": text_lengths, "measure_gain": self.measure_gain}
+        condition, predicted = ("speech", "text") if task == "asr" else ("text", "speech")
+        rng = np.random.default_rng([self.seed, len(indices), *indices])  # the same batch, the same noise
+        if self.condition_noise:  # the conditioning side; the predicted one stays clean
+            sequences[condition] = [replace_tokens(x, self.condition_noise, self.vocab_sizes[condition], rng)
+                                    for x in sequences[condition]]
+        pads = {"speech": PAD, "text": self.text_pad}
+        speech, speech_lengths = pad_batch(sequences["speech"], pads["speech"])
+        text, text_lengths = pad_batch(sequences["text"], pads["text"])
+        batch = {"task": task, "speech": speech, "speech_lengths": speech_lengths, "text": text,
+                 "text_lengths": text_lengths, "measure_gain": self.measure_gain}
+        if self.history_noise:  # what the predicted side reads; its targets stay `batch[predicted]`
+            noisy = [replace_tokens(x, self.history_noise, self.vocab_sizes[predicted], rng)
+                     for x in sequences[predicted]]
+            batch["history"] = pad_batch(noisy, pads[predicted])[0]
+        return batch
 
 
 def replace_tokens(ids: np.ndarray, probability: float, vocab_size: int, rng: np.random.Generator) -> np.ndarray:
