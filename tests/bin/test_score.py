@@ -13,6 +13,7 @@ import yaml
 from tests.token_data import make_text_dir, make_units
 from zipper.bin import judge_train, score, show_results
 from zipper.data.kaldi_dir import read_kv, write_kv
+from zipper.scoring.wer import Normalizer, character_error_rate
 from zipper.utils.atomic import atomic_write_json, mark_done
 
 
@@ -91,6 +92,10 @@ def test_tts_gold_target_best_of_n_and_oracle(judged, tmp_path):
     assert summary["wer_gold_best_of_n"] <= summary["wer_gold"]
     oracle = json.loads((judge / "gold_train" / "score_wer" / "score.json").read_text())
     assert oracle["task"] == "oracle" and summary["oracle_wer"] == oracle["wer"]
+    gold_hyps = read_kv(judge / "gold_train" / "text", allow_empty_value=True)
+    assert oracle["cer"] == pytest.approx(character_error_rate(read_kv(data / "text"), gold_hyps, Normalizer()))
+    first = read_kv(decode / "judge_unit" / "text.1", allow_empty_value=True)
+    assert summary["cer_gold"] == pytest.approx(character_error_rate(read_kv(data / "text"), first, Normalizer()))
     assert summary["wer_gold_best_of_n"] == pytest.approx(oracle["wer"]) or summary["wer_gold_best_of_n"] < oracle["wer"]
     for kind in ("gold", "target"):
         assert (decode / f"score_unit_{kind}" / "result.txt").exists()
@@ -142,13 +147,13 @@ def test_show_results_tables_and_study_plot(tmp_path):
                           {"tower_ppl": 40.0, "ppl": 40.0 + 100 / pct})
     oracle = exp / "judge_s_km" / "gold_test" / "score_wer"
     oracle.mkdir(parents=True)
-    atomic_write_json(oracle / "score.json", {"task": "oracle", "set": "test", "wer": 12.5})
+    atomic_write_json(oracle / "score.json", {"task": "oracle", "set": "test", "wer": 12.5, "cer": 4.25})
     out = tmp_path / "RESULTS.md"
     text = show_results.main(["--exp_root", str(exp), "--output", str(out), "--command", "./run_study.sh"])
     assert "|modality|system|tower|1%|10%|100%|\n|---|---|---|---|---|---|\n|text|`zipper_s`|40.00|140.00|50.00|41.00|" in text
     assert out.read_text() == text
     assert "./run_study.sh" in text and "|dataset|Snt|Wrd|Corr|Sub|Del|Ins|Err|S.Err|" in text
-    assert "|Oracle (gold units, `judge_s_km`)|-|test|unit CTC judge|12.50|-|-|" in text
+    assert "|Oracle (gold units, `judge_s_km`)|-|test|unit CTC judge|12.50|4.25|-|-|" in text
     assert "|ASR|test|`vocabexp_s`|99.50|98.00|50.00|" in text
     # with zipper.sh's history of runs, RESULTS.md lists every run, not only the one that wrote it
     (exp / "commands.log").write_text("./run.sh  # 2026-11-25T02:35:17\n./run.sh --stage 12  # 2026-11-25T04:08:00\n")
@@ -192,13 +197,13 @@ def test_show_results_names_the_vocoder_of_each_vocoded_row(tmp_path):
                                                                          "wer_target": wer + 1})
     text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "RESULTS.md")])
     assert ("|`zipper_s_train_paired_100pct` (vocoded by `vocoder_s_dil2_train_speech_km`)|text|test|Whisper base|"
-            "80.00|81.00|-|") in text
-    assert "(vocoded by `vocoder_s_train_speech_km`)|text|test|Whisper base|90.00|91.00|-|" in text
+            "80.00|-|81.00|-|") in text
+    assert "(vocoded by `vocoder_s_train_speech_km`)|text|test|Whisper base|90.00|-|91.00|-|" in text
     legacy = exp / "zipper_s_train_paired_100pct" / "decode_tts_decode" / "test" / "judge_whisper_base"
     legacy.mkdir()  # stage 11 before the vocoded_<tag> dirs: the audio in the decode dir itself
     atomic_write_json(legacy / "judge.json", {"model": "base", "wer": 70.0})
     text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "RESULTS.md")])
-    assert "|`zipper_s_train_paired_100pct` (vocoded)|text|test|Whisper base|70.00|-|-|" in text
+    assert "|`zipper_s_train_paired_100pct` (vocoded)|text|test|Whisper base|70.00|-|-|-|" in text
 
 
 def test_show_results_fused_table_has_the_audio_gain(tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from zipper.scoring.wer import Normalizer, align, format_alignment, write_scoring
+from zipper.scoring.wer import Normalizer, align, character_error_rate, format_alignment, write_scoring
 
 
 def test_substitution_deletion_insertion_counts():
@@ -69,3 +69,11 @@ def test_per_utterance_counts_file(tmp_path):
     (tmp_path / "per_utt.tsv").write_text("utt\tref_words\terrors\tsub\tdel\tins\na-1\t3\tx\t0\t0\t1\n")
     with pytest.raises(ValueError, match=r"per_utt.tsv:2: expected 6 tab-separated fields"):
         read_per_utt(tmp_path / "per_utt.tsv")
+
+
+def test_character_error_rate_counts_characters_after_normalisation():
+    refs, hyps = {"a": "Hello, World", "b": "ok"}, {"a": "hello world"}  # "b" missing: all its characters deleted
+    # normalised: "hello world" (11 characters) + "ok" (2); only "ok" is wrong
+    assert character_error_rate(refs, hyps, Normalizer()) == pytest.approx(100 * 2 / 13)
+    # raw text: the case and the comma count as errors too
+    assert character_error_rate(refs, hyps) > character_error_rate(refs, hyps, Normalizer())

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from zipper.data.kaldi_dir import read_kv, write_kv
-from zipper.scoring.wer import Alignment, Normalizer, align, write_scoring
+from zipper.scoring.wer import Alignment, Normalizer, align, character_error_rate, write_scoring
 from zipper.utils.atomic import atomic_write_json, is_done, mark_done, read_json
 from zipper.utils.cli import make_parser, parse_and_setup, run_main, yaml_value
 from zipper.utils.provenance import ProvenanceError
@@ -43,9 +43,10 @@ def get_parser():
 
 def write_scored(out: Path, name: str, refs: Mapping[str, str], hyps: Mapping[str, str], normalizer: Normalizer,
                  **summary) -> dict:
-    """The sclite-style files, and score.json (`summary` + set, WER and the counts) with .done, in out."""
+    """The sclite-style files, and score.json (`summary` + set, WER, CER and the counts) with .done, in out."""
     counts = write_scoring(out, name, refs, hyps, normalizer)
-    result = {**summary, "set": name, "wer": counts.wer, **counts.row()}
+    result = {**summary, "set": name, "wer": counts.wer, "cer": character_error_rate(refs, hyps, normalizer),
+              **counts.row()}
     atomic_write_json(out / "score.json", result)
     mark_done(out)
     return result
@@ -108,6 +109,7 @@ def score_tts(decode_dir: Path, refs: Mapping[str, str], name: str, judge: str,
         out = decode_dir / f"score_{judge}_{kind}"
         counts = write_scoring(out, name, references, sample_hyps[0], normalizer)
         summary[f"wer_{kind}"] = counts.wer
+        summary[f"cer_{kind}"] = character_error_rate(references, sample_hyps[0], normalizer)
         rows[kind] = counts.row()
         if len(sample_hyps) > 1:
             best = best_per_utterance(sample_hyps, references, normalizer)

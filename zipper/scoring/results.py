@@ -259,21 +259,22 @@ def section_tts(fusion: list[dict], exp_root: ExpRoot) -> str:
         for s in f["tts"]:
             best = s.get("wer_gold_best_of_n")
             rows.append((f"`{f['exp'].name}`", f["frozen"], s["set"], judge_label(s["decode_dir"], s["judge"]),
-                         s["wer_gold"], s["wer_target"], best if best is not None else "-"))
+                         s["wer_gold"], s.get("cer_gold", "-"), s["wer_target"], best if best is not None else "-"))
     oracle_rows = []
     for score in exp_root.glob("judge_*/gold_*/score_wer/score.json"):
         s = read_json(score)
         oracle_rows.append((f"Oracle (gold units, `{score.parents[2].name}`)", "-", s["set"], "unit CTC judge",
-                            s["wer"], "-", "-"))
+                            s["wer"], s.get("cer", "-"), "-", "-"))
     # stage 11: Whisper on the original recordings, on vocoded gold units (the oracle) and on vocoded decodings
     for judged in exp_root.glob("judge_whisper_*/recordings_*/judge.json"):
         s = read_json(judged)
         oracle_rows.append(("Original recordings", "-", judged.parent.name[len("recordings_"):],
-                            f"Whisper {s['model']}", s["wer"], "-", "-"))
+                            f"Whisper {s['model']}", s["wer"], "-", "-", "-"))
     for judged in exp_root.glob("vocoder_*/resynth_*/judge_whisper_*/judge.json"):
         s = read_json(judged)
         oracle_rows.append((f"Oracle (gold units vocoded by `{judged.parents[2].name}`)", "-",
-                            judged.parents[1].name[len("resynth_"):], f"Whisper {s['model']}", s["wer"], "-", "-"))
+                            judged.parents[1].name[len("resynth_"):], f"Whisper {s['model']}", s["wer"], "-", "-",
+                            "-"))
     for f in fusion:
         # <decode dir>/vocoded_<vocoder tag>/judge_whisper_*; before 2026-12-03, <decode dir>/judge_whisper_*
         for judged in [*sorted(f["exp"].glob("decode_tts_*/*/vocoded_*/judge_whisper_*/judge.json")),
@@ -281,14 +282,15 @@ def section_tts(fusion: list[dict], exp_root: ExpRoot) -> str:
             s, audio_dir = read_json(judged), judged.parents[1]
             by = f" by `vocoder_{audio_dir.name[len('vocoded_'):]}`" if audio_dir.name.startswith("vocoded_") else ""
             rows.append((f"`{f['exp'].name}` (vocoded{by})", f["frozen"], (audio_dir.parent if by else audio_dir).name,
-                         f"Whisper {s['model']}", s["wer"], s.get("wer_target", "-"), "-"))
+                         f"Whisper {s['model']}", s["wer"], "-", s.get("wer_target", "-"), "-"))
     if not rows and not oracle_rows:
         return ""
-    return ("## TTS (judge WER %, stage 12)\n\"WER gold\": the judge's transcript of the generated units against the "
-            "input text; \"WER target\": against the judge's transcript of the gold units (as in the paper).  Whisper "
-            "(stage 11) judges vocoded audio: its oracle is the vocoded gold units, beside the original recordings, and its "
-            "WER target is against its transcript of the vocoded gold units.\n\n"
-            + table(("model", "frozen", "set", "judge", "WER gold", "WER target", "best of N (gold)"),
+    return ("## TTS (judge WER %, stage 12)\n\"WER gold\" (\"CER gold\"): the judge's transcript of the generated "
+            "units against the input text, in words (characters); \"WER target\": against the judge's transcript of "
+            "the gold units (as in the paper).  Whisper (stage 11) judges vocoded audio: its oracle is the vocoded gold "
+            "units, beside the original recordings, and its WER target is against its transcript of the vocoded gold "
+            "units.\n\n"
+            + table(("model", "frozen", "set", "judge", "WER gold", "CER gold", "WER target", "best of N (gold)"),
                     oracle_rows + rows))
 
 

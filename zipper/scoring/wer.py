@@ -109,10 +109,12 @@ def align(refs: Mapping[str, str], hyps: Mapping[str, str], normalizer: Normaliz
     return total, alignments
 
 
-def character_error_rate(refs: Mapping[str, str], hyps: Mapping[str, str]) -> float:
-    """CER in % over already-normalised texts (spaces count as characters, as in jiwer's cer)."""
+def character_error_rate(refs: Mapping[str, str], hyps: Mapping[str, str],
+                         normalizer: Normalizer | None = None) -> float:
+    """CER in % (spaces count as characters, as in jiwer's cer); texts normalised first when a normalizer is given."""
+    norm = normalizer or (lambda text: text)
     utts = list(refs)
-    return 100.0 * jiwer.cer([refs[u] for u in utts], [hyps.get(u, "") for u in utts])
+    return 100.0 * jiwer.cer([norm(refs[u]) for u in utts], [norm(hyps.get(u, "")) for u in utts])
 
 
 def format_result(name: str, counts: Counts) -> str:
