@@ -48,17 +48,32 @@ def test_only_the_conditioning_side_is_replaced_within_its_vocabulary(task, nois
 def test_noise_is_checked_and_reaches_the_cli():
     with pytest.raises(ValueError, match=r"--condition_noise must be in \[0, 1\), not 1.5"):
         batches(1.5)
-    with pytest.raises(ValueError, match=r"--history_noise must be in \[0, 1\), not -0.1"):
+    with pytest.raises(ValueError, match=r"--history_noise \(asr\) must be in \[0, 1\), not -0.1"):
         batches(0.0, history=-0.1)
     with pytest.raises(ValueError, match="needs the vocabulary sizes"):
         PairedBatches(paired(), {"asr": 1.0}, 0, 10_000, 0, True, condition_noise=0.1)
-    with pytest.raises(ValueError, match="history_noise needs the vocabulary sizes"):
+    with pytest.raises(ValueError, match=r"history_noise \(asr\) needs the vocabulary sizes"):
         PairedBatches(paired(), {"asr": 1.0}, 0, 10_000, 0, True, history_noise=0.1)
     args = zipper_train.get_parser().parse_args(
         ["--text_tower_exp", "t", "--speech_token_list", "s", "--train_units", "u", "--train_text", "x",
          "--valid_units", "v", "--valid_text", "y", "--output_dir", "o", "--condition_noise", "0.1",
          "--history_noise", "0.2"])
     assert args.condition_noise == 0.1 and args.history_noise == 0.2
+    args = zipper_train.get_parser().parse_args(
+        ["--text_tower_exp", "t", "--speech_token_list", "s", "--train_units", "u", "--train_text", "x",
+         "--valid_units", "v", "--valid_text", "y", "--output_dir", "o", "--history_noise", "{asr: 0.4}"])
+    assert args.history_noise == {"asr": 0.4}
+    with pytest.raises(ValueError, match="--history_noise: unknown task 'mt'"):
+        batches(0.0, history={"mt": 0.1})
+    with pytest.raises(ValueError, match=r"--history_noise \(tts\) must be in \[0, 1\), not 1.0"):
+        batches(0.0, history={"asr": 0.2, "tts": 1.0})
+
+
+def test_history_noise_per_task_leaves_the_other_task_clean():
+    source = batches(0.0, history={"asr": 0.3})
+    assert "history" in source.collate(("asr", [0, 2])) and "history" not in source.collate(("tts", [0, 2]))
+    item = ("asr", [1, 3])  # the ASR history is that of the same probability for every task
+    assert np.array_equal(source.collate(item)["history"], batches(0.0, history=0.3).collate(item)["history"])
 
 
 @pytest.mark.parametrize("task, predicted", [("asr", "text"), ("tts", "speech")])

@@ -51,10 +51,11 @@ def add_fusion_arguments(parser: argparse.ArgumentParser) -> None:
                        help="training only: probability that each token of the conditioning side (the units for "
                             "ASR, the text for TTS) is replaced by a random token of its vocabulary, against "
                             "learning the aligned pairs by heart")
-    group.add_argument("--history_noise", type=float, default=0.0,
+    group.add_argument("--history_noise", type=yaml_value, default=0.0,
                        help="training only: probability that each token the predicted side is conditioned on "
                             "(its own teacher-forced history: the text for ASR, the units for TTS) is replaced "
-                            "by a random token; the loss still targets the clean tokens")
+                            "by a random token; the loss still targets the clean tokens.  One number for every "
+                            "task, or a YAML dict task -> probability (e.g. '{asr: 0.4}': TTS stays clean)")
 
 
 @dataclasses.dataclass
@@ -101,19 +102,21 @@ class PairedBatches:
     def __init__(self, data: PairedData, tasks: dict[str, float], text_pad: int, batch_bins: int, seed: int,
                  shuffle: bool, max_batch_size: int = 0, rank: int = 0, world_size: int = 1,
                  measure_gain: bool = False, condition_noise: float = 0.0,
-                 vocab_sizes: dict[str, int] | None = None, history_noise: float = 0.0):
+                 vocab_sizes: dict[str, int] | None = None, history_noise: float | dict[str, float] = 0.0):
         unknown = set(tasks) - set(TASKS)
         if unknown or not tasks:
             raise ValueError(f"--tasks must weight some of {TASKS}, got {tasks}")
         self.data, self.tasks, self.text_pad = data, dict(tasks), text_pad
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
         self.measure_gain = measure_gain  # validation: also score mismatched pairs (zipper.models.audio_gain)
-        for name, value in (("condition_noise", condition_noise), ("history_noise", history_noise)):
+        history = per_task(history_noise, "history_noise")
+        for name, value in (("condition_noise", condition_noise), *((f"history_noise ({t})", p) for t, p in
+                                                                      history.items())):
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"--{name} must be in [0, 1), not {value}")
             if value and not vocab_sizes:
                 raise ValueError(f"{name} needs the vocabulary sizes to draw tokens from")
-        self.condition_noise, self.history_noise = condition_noise, history_noise
+        self.condition_noise, self.history_noise = condition_noise, history
         self.vocab_sizes = dict(vocab_sizes or {})
         lengths = [len(s) + len(t) for s, t in zip(data.speech, data.text)]
         self.sampler = LengthBatchSampler(lengths, batch_bins, seed, shuffle, max_batch_size)
@@ -143,11 +146,23 @@ class PairedBatches:
         text, text_lengths = pad_batch(sequences["text"], pads["text"])
         batch = {"task": task, "speech": speech, "speech_lengths": speech_lengths, "text": text,
                  "text_lengths": text_lengths, "measure_gain": self.measure_gain}
-        if self.history_noise:  # what the predicted side reads; its targets stay `batch[predicted]`
-            noisy = [replace_tokens(x, self.history_noise, self.vocab_sizes[predicted], rng)
+        if self.history_noise[task]:  # what the predicted side reads; its targets stay `batch[predicted]`
+            noisy = [replace_tokens(x, self.history_noise[task], self.vocab_sizes[predicted], rng)
                      for x in sequences[predicted]]
             batch["history"] = pad_batch(noisy, pads[predicted])[0]
         return batch
+
+
+def per_task(value: float | dict[str, float], name: str) -> dict[str, float]:
+    """A probability per task from one number (every task) or a dict task -> number (the others 0)."""
+    if isinstance(value, dict):
+        unknown = set(value) - set(TASKS)
+        if unknown:
+            raise ValueError(f"--{name}: unknown task {sorted(unknown)[0]!r}; the tasks are {list(TASKS)}")
+        return {task: float(value.get(task, 0.0)) for task in TASKS}
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"--{name} must be a number or a dict task -> number, not {value!r}")
+    return {task: float(value) for task in TASKS}
 
 
 def replace_tokens(ids: np.ndarray, probability: float, vocab_size: int, rng: np.random.Generator) -> np.ndarray:
