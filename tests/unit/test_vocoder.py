@@ -272,6 +272,23 @@ def test_world_vocoder_sees_exactly_its_context(growth, context):
     assert moved == list(range(10 - context // 2, 10 + context // 2 + 1))
 
 
+def test_world_vocoder_with_attention_sees_the_whole_utterance():
+    """attention_layers: one changed unit moves every output frame, and the shapes stay those of the conv path."""
+    torch.manual_seed(0)
+    model = WorldVocoder(12, HOP, 16000, embed_dim=8, world_conf={"n_sp": 16},
+                         encoder_conf={"channels": 16, "layers": 1, "kernel_size": 3, "dropout": 0.0,
+                                       "attention_layers": 1, "attention_heads": 2}).eval()
+    assert model.context is None
+    units = torch.randint(0, 12, (2, 21))
+    changed = units.clone()
+    changed[:, 10] = (units[:, 10] + 1) % 12
+    with torch.no_grad():
+        out = model(units)
+        diff = (out - model(changed)).abs().sum(-1)[0].reshape(21, model.ratio).sum(-1)  # per unit
+    assert out.shape == (2, 21 * model.ratio, model.world.dim)
+    assert bool((diff > 1e-6).all())
+
+
 def test_world_analysis_and_synthesis_keep_the_frame_grid(tmp_path):
     from vocoder_data import unit_audio
     from zipper.vocoder.world import WorldConfig, analyze, synthesize_world

@@ -30,7 +30,10 @@ from zipper.vocoder.model import DurationPrediction
 logger = logging.getLogger(__name__)
 DEFAULT_WORLD = {"frame_period": 10.0, "n_sp": 40, "f0_floor": 60.0, "f0_ceil": 500.0}
 # dilation_growth: block i's dilation is growth ** i (1: no dilation, a context of 1 + layers * (kernel - 1) units)
-DEFAULT_ENCODER = {"channels": 256, "layers": 4, "kernel_size": 5, "dropout": 0.1, "dilation_growth": 1}
+# attention_layers: FastSpeech-style feed-forward Transformer blocks (ESPnet's encoder: self-attention + 1-D conv
+# feed-forward) after the convolutions, so that every frame can see the whole utterance (0: none)
+DEFAULT_ENCODER = {"channels": 256, "layers": 4, "kernel_size": 5, "dropout": 0.1, "dilation_growth": 1,
+                   "attention_layers": 0, "attention_heads": 4}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +194,17 @@ class WorldVocoder(DurationPrediction, nn.Module):
         self.blocks = nn.ModuleList(ConvBlock(channels, enc["kernel_size"], enc["dropout"],
                                               dilation=enc["dilation_growth"] ** i)
                                     for i in range(enc["layers"]))
+        self.attention = None
+        if enc["attention_layers"]:
+            from espnet.nets.pytorch_backend.transformer.embedding import ScaledPositionalEncoding
+            from espnet.nets.pytorch_backend.transformer.encoder import Encoder
+
+            self.attention = Encoder(idim=channels, attention_dim=channels, attention_heads=enc["attention_heads"],
+                                     linear_units=4 * channels, num_blocks=enc["attention_layers"],
+                                     dropout_rate=enc["dropout"], positional_dropout_rate=enc["dropout"],
+                                     attention_dropout_rate=enc["dropout"], input_layer=None,
+                                     pos_enc_class=ScaledPositionalEncoding, positionwise_layer_type="conv1d",
+                                     positionwise_conv_kernel_size=3)
         self.head = nn.Linear(channels, self.ratio * self.world.dim)
         self.register_buffer("mean", torch.zeros(self.world.dim))
         self.register_buffer("std", torch.ones(self.world.dim))
@@ -200,8 +214,10 @@ class WorldVocoder(DurationPrediction, nn.Module):
                                                     **dict(DEFAULT_DURATION, **(duration_conf or {})))
 
     @property
-    def context(self) -> int:
-        """Units each output frame sees (the receptive field of the convolution blocks)."""
+    def context(self) -> int | None:
+        """Units each output frame sees (the receptive field of the convolution blocks; None: all, with attention)."""
+        if self.attention is not None:
+            return None
         return 1 + sum((b.conv.kernel_size[0] - 1) * b.conv.dilation[0] for b in self.blocks)
 
     def set_statistics(self, feats: Sequence[np.ndarray]) -> None:
@@ -220,7 +236,10 @@ class WorldVocoder(DurationPrediction, nn.Module):
         h = self.input(x).transpose(1, 2)  # (B, C, T)
         for block in self.blocks:
             h = block(h)
-        out = self.head(h.transpose(1, 2))  # (B, T, ratio * dim)
+        h = h.transpose(1, 2)  # (B, T, C)
+        if self.attention is not None:  # segments and utterances are unpadded: every unit is attended
+            h, _ = self.attention(h, None)
+        out = self.head(h)  # (B, T, ratio * dim)
         return out.reshape(units.shape[0], units.shape[1] * self.ratio, self.world.dim)  # (B, T * ratio, dim)
 
     def feature_loss(self, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
