@@ -110,8 +110,8 @@ class PairedBatches:
         self.seed, self.shuffle, self.rank, self.world_size = seed, shuffle, rank, world_size
         self.measure_gain = measure_gain  # validation: also score mismatched pairs (zipper.models.audio_gain)
         history = per_task(history_noise, "history_noise")
-        for name, value in (("condition_noise", condition_noise), *((f"history_noise ({t})", p) for t, p in
-                                                                      history.items())):
+        probabilities = {"condition_noise": condition_noise, **{f"history_noise ({t})": p for t, p in history.items()}}
+        for name, value in probabilities.items():
             if not 0.0 <= value < 1.0:
                 raise ValueError(f"--{name} must be in [0, 1), not {value}")
             if value and not vocab_sizes:
