@@ -110,6 +110,27 @@ def test_memory_scale_does_not_flatten_the_attention():
     assert not torch.allclose(raw(y, memory * 0.05), raw(y, memory), atol=1e-2)  # without it, it would
 
 
+def test_residual_dropout_acts_in_training_only():
+    """`residual_dropout` drops what the attention and feed-forward branches add to y while training; in
+    evaluation the layer computes exactly what it computes without the option."""
+    torch.manual_seed(0)
+    plain = GatedCrossAttention(16, 4)
+    with torch.no_grad():
+        plain.attn_gate.fill_(1.0)
+        plain.ff_gate.fill_(1.0)
+    dropped = GatedCrossAttention(16, 4, residual_dropout=0.5)
+    dropped.load_state_dict(plain.state_dict())
+    y, memory = torch.randn(2, 3, 16), torch.randn(2, 5, 16)
+    plain.eval(), dropped.eval()
+    assert torch.equal(dropped(y, memory), plain(y, memory))
+    dropped.train()
+    torch.manual_seed(1)
+    out = dropped(y, memory)
+    assert not torch.allclose(out, plain(y, memory))
+    torch.manual_seed(1)
+    assert torch.equal(dropped(y, memory), out)  # the noise is the dropout's, seeded
+
+
 def naive_greedy(model: ZipperModel, inputs, modality: str, bos: int, eos: int, allowed, max_len: int):
     """Recompute the whole forward at every step (no cache) and take the argmax."""
     out = [[] for _ in range(inputs[0].tokens.shape[0])]

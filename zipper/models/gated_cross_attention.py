@@ -48,7 +48,8 @@ class CrossMemory:
 
 class GatedCrossAttention(nn.Module):
     def __init__(self, d_model: int, n_heads: int, d_ff: int = 0, dropout: float = 0.0, norm_eps: float = 1e-5,
-                 memory_norm: bool = True, rotary: bool = False, rope_theta: float = 10000.0):
+                 memory_norm: bool = True, rotary: bool = False, rope_theta: float = 10000.0,
+                 residual_dropout: float = 0.0):
         super().__init__()
         if d_model % n_heads:
             raise ValueError(f"d_model {d_model} is not divisible by n_heads {n_heads}")
@@ -63,7 +64,8 @@ class GatedCrossAttention(nn.Module):
         self.ff = nn.Sequential(nn.Linear(d_model, d_ff, bias=False), nn.GELU(), nn.Linear(d_ff, d_model, bias=False))
         self.attn_gate = nn.Parameter(torch.zeros(()))
         self.ff_gate = nn.Parameter(torch.zeros(()))
-        self.dropout = dropout
+        self.dropout = dropout  # on the attention weights
+        self.residual_dropout = residual_dropout  # on what each branch adds to y (a Transformer's usual dropout)
         self.rotary, self.rope_theta = rotary, rope_theta
         self.keep_probs = False  # set to keep the attention weights of the last call in `last_probs`
         self.last_probs: Optional[torch.Tensor] = None  # (B, H, T, S)
@@ -134,8 +136,10 @@ class GatedCrossAttention(nn.Module):
         else:
             attended = F.scaled_dot_product_attention(q, prepared.k, prepared.v, attn_mask=prepared.mask,
                                                       dropout_p=self.dropout if self.training else 0.0)
-        out = y + torch.tanh(self.attn_gate) * self.out(attended.transpose(1, 2).reshape(b, t, d))
-        out = out + torch.tanh(self.ff_gate) * self.ff(self.ff_norm(out))
+        attn_out = self.out(attended.transpose(1, 2).reshape(b, t, d))  # (B, T, D)
+        out = y + torch.tanh(self.attn_gate) * F.dropout(attn_out, self.residual_dropout, self.training)
+        ff_out = self.ff(self.ff_norm(out))  # (B, T, D)
+        out = out + torch.tanh(self.ff_gate) * F.dropout(ff_out, self.residual_dropout, self.training)
         if prepared.visible is not None:
             out = torch.where(prepared.visible[:, None, None], out, y)
         return out

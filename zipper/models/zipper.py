@@ -93,7 +93,7 @@ class ZipperModel(nn.Module):
                  projection_hidden: int = 0, input_projection: Sequence[str] = (), freeze: Sequence[str] = (),
                  gate_lr_scale: float = 1.0, ctc_weight: float = 0.0, cross_memory_norm: bool = True,
                  guided_attention_weight: float = 0.0, guided_attention_sigma: float = 0.4,
-                 cross_rotary: bool = False):
+                 cross_rotary: bool = False, cross_residual_dropout: float = 0.0):
         super().__init__()
         if len(towers) < 2:
             raise ValueError("Zipper needs at least two towers")
@@ -113,7 +113,7 @@ class ZipperModel(nn.Module):
         self.cross_after = {m: {(n + 1) * intervals[m] - 1: n for n in range(self.n_cross)} for m in towers}
         self.cross = nn.ModuleDict({m: nn.ModuleList(
             GatedCrossAttention(t.d_model, cross_heads, cross_ff, cross_dropout, memory_norm=cross_memory_norm,
-                                rotary=cross_rotary)
+                                rotary=cross_rotary, residual_dropout=cross_residual_dropout)
             for _ in range(self.n_cross))
             for m, t in towers.items()})
         self.proj = nn.ModuleDict({f"{m}<-{o}": nn.ModuleList(
