@@ -21,11 +21,12 @@ REPO = Path(__file__).resolve().parents[2]
 RECIPE = REPO / "egs" / "synth_en" / "zipper1"
 NEEDS_SYNTH = pytest.mark.skipif(bool(voices.missing_programs(["espeak-ng", "flite", "sox"])),
                                  reason="espeak-ng, flite or sox is not installed")
-SPEECH_SETS = ["dev", "test", "train_paired_100pct", "train_paired_50pct", "train_speech"]
-# 8 utterances to synthesise: dev 1, test 2 (one by a held-out voice), paired 3, speech 2
+SPEECH_SETS = ["dev", "test", "train_paired_100pct", "train_paired_50pct", "train_speech", "train_vocoder"]
+# 9 utterances to synthesise: dev 1, test 2 (one by a held-out voice), paired 3, speech 2, and fl-rms (a seen voice
+# with 2 held out and seed 777) reading one of train_speech's again for the vocoder
 TINY = ["--dev_utts", "1", "--test_utts", "2", "--train_paired_utts", "3", "--train_speech_utts", "2",
         "--train_text_words", "40", "--paired_fractions", "0.5", "--heldout_voices", "2", "--min_word_count", "1",
-        "--sources", "fortunes,wordnet,gcide", "--flite_share", "0.5"]
+        "--sources", "fortunes,wordnet,gcide", "--flite_share", "0.5", "--vocoder_utts", "1"]
 
 
 def source_args(packages: dict[str, str]) -> list[str]:
@@ -47,14 +48,17 @@ def test_prepare_synthesize_finish(tmp_path, capsys):
             *source_args(packages)]
     prepare_synth_en.main(args)
     plan = synth_en.read_plan(local / "plan.tsv")
-    assert len(plan) == 8
+    assert len(plan) == 9
     for j in (1, 2):
         synthesize_synth_en.main([str(local / "split2" / f"plan.{j}.tsv")])
     finish_synth_en.main(["--local_dir", str(local)])
     assert "train_paired_50pct" in capsys.readouterr().out
 
     for name in SPEECH_SETS:
-        validate_data_dir(data / name, need_text=name != "train_speech", check_audio=True, fs=16000)
+        validate_data_dir(data / name, need_text=name not in ("train_speech", "train_vocoder"), check_audio=True,
+                          fs=16000)
+    vocoder = read_kv(data / "train_vocoder" / "utt2spk")
+    assert set(vocoder.values()) == {"fl-rms"} and not (data / "train_vocoder" / "text").exists()
     validate_data_dir(data / "train_text", need_wav=False)
     assert not (data / "train_speech" / "text").exists() and not (data / "train_text" / "wav.scp").exists()
     assert sum(len(v.split()) for v in read_kv(data / "train_text" / "text").values()) >= 40

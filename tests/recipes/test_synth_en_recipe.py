@@ -29,7 +29,7 @@ pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(bool(voices.missing_programs(["espeak-ng", "flite", "sox"])),
                                  reason="espeak-ng, flite or sox is not installed (tools/install.sh installs them)")]
 TINY_DATA = ("--dev_utts 2 --test_utts 4 --train_paired_utts 10 --train_speech_utts 6 --train_text_words 400 "
-             "--heldout_voices 2 --sources bible,fortunes --flite_share 0.5")
+             "--heldout_voices 2 --sources bible,fortunes --flite_share 0.5 --vocoder_utts 3")
 SETS = ["train_speech", "train_paired_100pct", "train_paired_10pct", "train_paired_1pct", "dev", "test"]
 
 

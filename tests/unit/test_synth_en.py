@@ -133,6 +133,30 @@ def test_bigger_training_sets_leave_dev_and_test_alone(inventory):
     assert a.sets["dev"] == b.sets["dev"] and a.sets["test"] == b.sets["test"]
 
 
+def test_the_vocoder_set_rereads_train_speech_in_one_voice_and_changes_no_other_set(inventory):
+    spk = next(v.spk for v in inventory if v.engine == "flite" and not v.heldout)
+    sizes = SetSizes(**{**SIZES.__dict__, "vocoder_utts": 30, "vocoder_speaker": spk})
+    plain, alloc = synth_en.allocate(fake_pool(), inventory, SIZES, 5), synth_en.allocate(fake_pool(), inventory, sizes, 5)
+    vocoder = alloc.sets.pop(synth_en.VOCODER_SET)
+    assert alloc == plain  # drawn after the rest
+    assert len(vocoder) == 30 and {u.spk for u in vocoder} == {spk} and {u.set for u in vocoder} == {"train_vocoder"}
+    sentences = [u.sentence for u in vocoder]
+    assert len(set(sentences)) == 30 and set(sentences) <= {u.sentence for u in plain.sets["train_speech"]}
+    assert not set(sentences) & {u.sentence for u in plain.all_utts() if u.spk == spk}  # never the same twice
+    assert not {u.utt for u in vocoder} & {u.utt for u in plain.all_utts()}  # ids stay unique
+    plan = synth_en.make_plan(synth_en.allocate(fake_pool(), inventory, sizes, 5), fake_pool(), inventory, "/w")
+    assert sum(p.set == "train_vocoder" for p in plan) == 30
+
+
+def test_the_vocoder_set_errors_name_the_option(inventory):
+    held = next(v.spk for v in inventory if v.heldout)
+    for spk, n, match in ((held, 5, "not among the seen voices"), ("nobody", 5, "not among the seen voices"),
+                          (next(v.spk for v in inventory if not v.heldout), 61, "--vocoder_utts 61")):
+        with pytest.raises(SynthError, match=match):
+            synth_en.allocate(fake_pool(), inventory, SetSizes(**{**SIZES.__dict__, "vocoder_utts": n,
+                                                                  "vocoder_speaker": spk}), 5)
+
+
 def test_nested_paired_subsets(inventory):
     alloc = synth_en.allocate(fake_pool(), inventory, SIZES, seed=5)
     utts = [u.utt for u in alloc.sets["train_paired"]]

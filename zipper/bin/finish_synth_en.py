@@ -17,7 +17,7 @@ import soundfile
 from tqdm import tqdm
 
 from zipper.corpora import synth_en, text_sources, voices
-from zipper.corpora.synth_en import DONE_NAME, PAIRED_FULL, SynthError
+from zipper.corpora.synth_en import DONE_NAME, PAIRED_FULL, VOCODER_SET, SynthError
 from zipper.data.kaldi_dir import UTT_FILES, DataDirError, read_kv, spk2utt_from_utt2spk, validate_data_dir, write_kv
 from zipper.data.subset import fraction_tag, nested_fractions, subset_data_dir
 from zipper.utils.atomic import atomic_write_text, mark_done
@@ -26,7 +26,9 @@ from zipper.utils.log import log_run_header
 
 logger = logging.getLogger(__name__)
 
-SET_DIRS = {"dev": "dev", "test": "test", "train_paired": PAIRED_FULL, "train_speech": "train_speech"}
+SET_DIRS = {"dev": "dev", "test": "test", "train_paired": PAIRED_FULL, "train_speech": "train_speech",
+            VOCODER_SET: VOCODER_SET}
+SPEECH_ONLY = ("train_speech", VOCODER_SET)  # no transcripts: unpaired speech, and the vocoder's
 
 
 def get_parser() -> argparse.ArgumentParser:
@@ -93,9 +95,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     genders = {v.spk: v.gender for v in voices.parse_voices((local / "voices.txt").read_text(encoding="utf-8"))}
     durations = wav_durations(plan)
 
+    planned = {i.set for i in plan}
     for name, dirname in SET_DIRS.items():
+        if name == VOCODER_SET and name not in planned:
+            continue
         items = [i for i in plan if i.set == name]
-        write_speech_dir(data / dirname, items, pool, durations, genders, with_text=name != "train_speech")
+        write_speech_dir(data / dirname, items, pool, durations, genders, with_text=name not in SPEECH_ONLY)
     full = data / PAIRED_FULL
     fractions = sorted(config["paired_fractions"], reverse=True)
     subsets = nested_fractions(sorted(read_kv(full / "utt2spk")), [1.0] + fractions, config["seed"])
@@ -106,12 +111,12 @@ def main(argv: Sequence[str] | None = None) -> None:
             (d / stale).unlink(missing_ok=True)
         subset_data_dir(full, d, subsets[f])
         names.append(d.name)
-    names += ["train_speech", "train_text"]
+    names += ["train_speech", "train_text"] + ([VOCODER_SET] if VOCODER_SET in planned else [])
 
     rows = []
     for name in names:
         d = data / name
-        validate_data_dir(d, need_text=name != "train_speech", need_wav=name != "train_text")
+        validate_data_dir(d, need_text=name not in SPEECH_ONLY, need_wav=name != "train_text")
         rows.append({"set": name, **describe(d)})
     lines = [f"{'set':<22} {'utts':>7} {'spk':>4} {'hours':>7} {'words':>8}  dir"]
     for r in rows:

@@ -97,6 +97,11 @@ def get_parser() -> argparse.ArgumentParser:
                         help="share of test utterances read by held-out voices")
     parser.add_argument("--flite_share", type=share, default=defaults.flite_share,
                         help="share of each set's utterances read by flite voices")
+    parser.add_argument("--vocoder_utts", type=non_negative_int, default=defaults.vocoder_utts,
+                        help="train_vocoder: utterances of --vocoder_speaker reading train_speech's sentences again, "
+                             "speech only, for stage 11's vocoder (0: no such set)")
+    parser.add_argument("--vocoder_speaker", default="fl-rms",
+                        help="the voice of train_vocoder (a seen voice; stage 11's --vocoder_speaker)")
     parser.add_argument("--force", type=str2bool, default=False,
                         help="rebuild the sentence pool, remove the plan's existing wavs (they are made again) "
                              "and accept a wav dir made from another pool")
@@ -191,7 +196,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     pool = load_or_build_pool(args)
     pool_id = hash_file(local / "sentences.tsv")
     sizes = SetSizes(args.train_text_words, args.train_speech_utts, args.train_paired_utts, args.dev_utts,
-                     args.test_utts, args.test_heldout_share, args.flite_share)
+                     args.test_utts, args.test_heldout_share, args.flite_share, args.vocoder_utts,
+                     args.vocoder_speaker)
     alloc = synth_en.allocate(pool, inventory, sizes, args.seed)
     plan = synth_en.make_plan(alloc, pool, inventory, wav_dir)
     check_wav_dir(wav_dir, pool_id, args.force)

@@ -35,6 +35,8 @@ DONE_NAME = "synth_en"  # data/local/.done.synth_en: prepare_synth_en checks it,
 FS = 16000
 TEXT_SPEAKER = "text"
 SPEECH_SETS = ("dev", "test", "train_paired", "train_speech")  # allocation order: eval sets first
+VOCODER_SET = "train_vocoder"  # the vocoder's voice reading train_speech's sentences again (speech only)
+PLANNED_SETS = SPEECH_SETS + (VOCODER_SET,)
 PAIRED_FULL = "train_paired_100pct"
 PROGRAMS = {"espeak": "espeak-ng", "flite": "flite"}
 # espeak-ng's default amplitude (100) peaks at full scale and the resampling to 16 kHz then clips a few
@@ -60,6 +62,8 @@ class SetSizes:
     test_utts: int = 400
     test_heldout_share: float = 0.5   # share of test utterances read by held-out voices
     flite_share: float = 0.2          # share of each set's utterances read by flite voices (when present)
+    vocoder_utts: int = 0             # train_vocoder: utterances of one voice for the vocoder (0: no such set)
+    vocoder_speaker: str = ""         # that voice (a seen one)
 
     def utts(self, name: str) -> int:
         return {"dev": self.dev_utts, "test": self.test_utts, "train_paired": self.train_paired_utts,
@@ -83,7 +87,8 @@ class Allocation:
 
 
 def utt_id(spk: str, sentence: int) -> str:
-    """`<spk>-<sentence index>`: unique because every sentence is used once, and it names the sentence."""
+    """`<spk>-<sentence index>`: unique because every sentence is read once (train_vocoder's voice reads again
+    only sentences another voice read), and it names the sentence."""
     return f"{spk}-{sentence:07d}"
 
 
@@ -158,7 +163,27 @@ def allocate(pool: Sequence[Sentence], voices: Sequence[Voice], sizes: SetSizes,
         text.append(Utt(utt_id(TEXT_SPEAKER, i), "train_text", TEXT_SPEAKER, i))
         words += pool[i].num_words
     alloc.sets["train_text"] = sorted(text, key=lambda u: u.utt)
+    if sizes.vocoder_utts:
+        alloc.sets[VOCODER_SET] = allocate_vocoder(alloc, voices, sizes, seed)
     return alloc
+
+
+def allocate_vocoder(alloc: Allocation, voices: Sequence[Voice], sizes: SetSizes, seed: int) -> list[Utt]:
+    """train_vocoder: `sizes.vocoder_speaker` reads `sizes.vocoder_utts` of train_speech's sentences that it has
+    not read, so that a vocoder has hours of its one output voice (as unit vocoders train on a single-speaker
+    corpus) without a sentence beyond the unpaired speech's.  Drawn after every other set: it changes none."""
+    spk = sizes.vocoder_speaker
+    voice = next((v for v in voices if v.spk == spk), None)
+    if voice is None or voice.heldout:
+        raise SynthError(f"--vocoder_speaker '{spk}' is not among the seen voices "
+                         f"({' '.join(sorted(v.spk for v in voices if not v.heldout))})")
+    read = {u.sentence for u in alloc.all_utts() if u.spk == spk}
+    candidates = sorted({u.sentence for u in alloc.sets["train_speech"]} - read)
+    if sizes.vocoder_utts > len(candidates):
+        raise SynthError(f"--vocoder_utts {sizes.vocoder_utts}: {spk} can read again only {len(candidates)} of "
+                         "train_speech's sentences; ask for fewer or enlarge --train_speech_utts")
+    picks = random.Random(f"synth_en-vocoder-{seed}").sample(candidates, sizes.vocoder_utts)
+    return sorted((Utt(utt_id(spk, i), VOCODER_SET, spk, i) for i in picks), key=lambda u: u.utt)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -195,7 +220,7 @@ def make_plan(alloc: Allocation, pool: Sequence[Sentence], voices: Sequence[Voic
     by_spk = {v.spk: v for v in voices}
     wav_root = Path(wav_dir).resolve()
     items = []
-    for name in SPEECH_SETS:
+    for name in PLANNED_SETS:
         for u in alloc.sets.get(name, []):
             v = by_spk[u.spk]
             speed, pitch = utterance_prosody(v, u.utt)

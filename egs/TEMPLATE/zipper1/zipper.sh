@@ -80,7 +80,7 @@ decode_sets=""            # stage 10: sets to decode (default: dev_set and test_
 decode_nj=2               # stage 10: parallel decoding jobs per set
 decode_opts=""            # stage 10: extra zipper_inference options
 vocoder_config=conf/vocoder_s.yaml  # stage 11: vocoder preset (s: WORLD parameters on CPU; hifigan: unit HiFi-GAN, --ngpu 1)
-vocoder_train_set=""      # stage 11: audio + units it learns from (default: speech_train_set)
+vocoder_train_set=""      # stage 11: audio + units it learns from (default: speech_train_set); stages 2-5 process it too
 vocoder_speaker=""        # stage 11: target voice (default: the speaker with most audio)
 vocoder_tag=""            # stage 11: exp/vocoder_<tag> (default: preset name + training set + units tag)
 vocoder_train_opts=""     # stage 11: extra vocoder_train options
@@ -123,8 +123,12 @@ fi
 eval "feats_opts_array=(${feats_opts})"  # a string of options, quoted as on a command line
 read -r -a paired_sets <<< "${paired_train_sets}"
 paired_main_set=${paired_sets[0]}
-# Sets whose audio is processed; the smaller paired sets reuse the largest one's units.
+# Sets whose audio is processed; the smaller paired sets reuse the largest one's units.  A vocoder set of its
+# own (--vocoder_train_set) is processed with them, so that stage 11 finds its units whenever it is run.
 audio_sets="${speech_train_set} ${paired_main_set} ${dev_set} ${test_sets}"
+if [ -n "${vocoder_train_set}" ] && [[ " ${audio_sets} " != *" ${vocoder_train_set} "* ]]; then
+    audio_sets="${audio_sets} ${vocoder_train_set}"
+fi
 device=cpu; [ "${ngpu}" -gt 0 ] && device=cuda
 text_token_dir=data/token_list/text_${text_model_type}${text_vocab_size}
 eval "tower_train_opts_array=(${tower_train_opts})"

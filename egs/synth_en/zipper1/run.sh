@@ -22,5 +22,6 @@ set -euo pipefail
     --zipper_config conf/zipper_xs_rope.yaml \
     --baseline_config conf/vocabexp_xs.yaml \
     --vocoder_speaker fl-rms \
+    --vocoder_train_set train_vocoder \
     --skip_stages 11 \
     "$@"

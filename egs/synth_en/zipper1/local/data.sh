@@ -26,6 +26,8 @@ paired_fractions=0.1,0.01              # nested subsets of train_paired_100pct (
 dev_utts=300                           # dev utterances (seen voices)
 test_utts=400                          # test utterances
 test_heldout_share=0.5                 # share of test read by held-out voices
+vocoder_utts=2500                      # train_vocoder: the vocoder's voice reads this many train_speech sentences again
+vocoder_speaker=fl-rms                 # that voice (stage 11's --vocoder_speaker; 0 utterances: no train_vocoder)
 force=false                            # redo everything: rebuild the pool, resynthesise every wav
 allow_overlap=false                    # true: only warn when a training set shares utterances or audio with dev/test
 # </options>
@@ -55,7 +57,7 @@ opts=(--local_dir "${local_dir}" --data_dir "${data_dir}" --wav_dir "${wav_dir}"
       --flite_share "${flite_share}" --train_text_words "${train_text_words}"
       --train_speech_utts "${train_speech_utts}" --train_paired_utts "${train_paired_utts}"
       --paired_fractions "${paired_fractions}" --dev_utts "${dev_utts}" --test_utts "${test_utts}"
-      --test_heldout_share "${test_heldout_share}")
+      --test_heldout_share "${test_heldout_share}" --vocoder_utts "${vocoder_utts}" --vocoder_speaker "${vocoder_speaker}")
 
 if [ "${force}" != true ] && python -m zipper.bin.prepare_synth_en "${opts[@]}" --check_done true; then
     log "synth_en is already complete with these options (${local_dir}/.done.synth_en); --force true redoes it"
@@ -90,7 +92,7 @@ done
 for set_name in ${set_names}; do
     case "${set_name}" in
         train_text) python -m zipper.bin.validate_data_dir --no_wav "${data_dir}/${set_name}" ;;
-        train_speech) python -m zipper.bin.validate_data_dir --no_text "${disjoint[@]}" "${data_dir}/${set_name}" ;;
+        train_speech|train_vocoder) python -m zipper.bin.validate_data_dir --no_text "${disjoint[@]}" "${data_dir}/${set_name}" ;;
         train_*) python -m zipper.bin.validate_data_dir "${disjoint[@]}" "${data_dir}/${set_name}" ;;
         *) python -m zipper.bin.validate_data_dir "${data_dir}/${set_name}" ;;
     esac
