@@ -309,8 +309,10 @@ def test_world_vocoder_learns_its_features(tmp_path):
     units_dir, audio_dir = make_corpus(tmp_path / "data", "train", 8)
     utts = load_utterances(units_dir, audio_dir, 16000, HOP)
     model = tiny_world()
-    feats = cached_features(utts, model.world, HOP, tmp_path / "cache")
+    feats = cached_features(utts, model.world, HOP, tmp_path / "cache", workers=2)
     assert len(list((tmp_path / "cache").glob("*.npy"))) == 8  # analysed once, kept
+    alone = cached_features(utts, model.world, HOP, tmp_path / "cache1", workers=1)  # what the 2 processes made
+    assert all(np.array_equal(feats[u.utt], alone[u.utt]) for u in utts)
     assert all(len(feats[u.utt]) == model.ratio * len(u.units) for u in utts)  # fitted to the units' frames
     other = dataclasses.replace(model.world, n_sp=24)
     with pytest.raises(ValueError, match="holds WORLD features of another analysis config"):

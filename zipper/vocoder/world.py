@@ -13,6 +13,8 @@ coded aperiodicity, continuous log F0 (interpolated through unvoiced frames), vo
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import dataclasses
 import logging
 import os
@@ -125,29 +127,39 @@ def check_cache_config(cache: Path, config: WorldConfig) -> None:
         atomic_write_json(path, wanted)
 
 
-def cached_features(utts: Sequence[Any], config: WorldConfig, hop_length: int, cache_dir: str | os.PathLike
-                    ) -> dict[str, np.ndarray]:
-    """WORLD features of each utterance (VocoderUtt), computed once into cache_dir/<utt>.npy (resumable).
+def analyze_into(wav: str, path: Path, config: WorldConfig) -> None:
+    """One utterance's analysis written atomically to `path` (a worker's job in cached_features)."""
+    from zipper.data.audio import read_audio
+
+    _, samples = read_audio(wav)
+    with atomic_path(path, suffix=".npy") as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, analyze(samples, config))
+
+
+def cached_features(utts: Sequence[Any], config: WorldConfig, hop_length: int, cache_dir: str | os.PathLike,
+                    workers: int = 0) -> dict[str, np.ndarray]:
+    """WORLD features of each utterance (VocoderUtt), computed once into cache_dir/<utt>.npy (resumable), by
+    `workers` processes (0: one per core; pyworld's analysis is single-threaded).
 
     The cache holds the whole analysis, fitted to the units' frames on load, so units of another frame count
     (another upstream) can reuse it."""
-    from zipper.data.audio import read_audio
-
     cache = Path(cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     check_cache_config(cache, config)
     ratio = hop_length // config.frame_samples
     out: dict[str, np.ndarray] = {}
     todo = [u for u in utts if not (cache / f"{u.utt}.npy").exists()]
+    workers = min(workers or os.cpu_count() or 1, max(len(todo), 1))
     if todo:
-        logger.info("WORLD analysis of %d utterances into %s (%d cached)", len(todo), cache, len(utts) - len(todo))
-    for n, u in enumerate(todo, 1):
-        _, samples = read_audio(u.wav)
-        with atomic_path(cache / f"{u.utt}.npy", suffix=".npy") as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, analyze(samples, config))
-        if n % 200 == 0:
-            logger.info("analysed %d / %d utterances", n, len(todo))
+        logger.info("WORLD analysis of %d utterances into %s (%d cached), %d processes", len(todo), cache,
+                    len(utts) - len(todo), workers)
+    jobs = [(u.wav, cache / f"{u.utt}.npy", config) for u in todo]
+    with concurrent.futures.ProcessPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        done = pool.map(analyze_into, *zip(*jobs), chunksize=8) if pool else (analyze_into(*j) for j in jobs)
+        for n, _ in enumerate(done, 1):
+            if n % 200 == 0:
+                logger.info("analysed %d / %d utterances", n, len(todo))
     for u in utts:
         out[u.utt] = fit_frames(np.load(cache / f"{u.utt}.npy"), len(u.units) * ratio)
     return out
