@@ -16,17 +16,13 @@ Results go to <decode_dir>/score_<judge>_gold/ and score_<judge>_target/ (with j
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from zipper.data.kaldi_dir import read_kv, write_kv
-from zipper.scoring.wer import Alignment, Normalizer, align, character_error_rate, write_scoring
-from zipper.utils.atomic import atomic_write_json, is_done, mark_done, read_json
+from zipper.scoring.decodings import score_decode_dir
+from zipper.scoring.wer import Normalizer
 from zipper.utils.cli import make_parser, parse_and_setup, run_main, yaml_value
 from zipper.utils.provenance import ProvenanceError
-
-logger = logging.getLogger(__name__)
 
 
 def get_parser():
@@ -41,113 +37,16 @@ def get_parser():
     return parser
 
 
-def write_scored(out: Path, name: str, refs: Mapping[str, str], hyps: Mapping[str, str], normalizer: Normalizer,
-                 **summary) -> dict:
-    """The sclite-style files, and score.json (`summary` + set, WER, CER and the counts) with .done, in out."""
-    counts = write_scoring(out, name, refs, hyps, normalizer)
-    result = {**summary, "set": name, "wer": counts.wer, "cer": character_error_rate(refs, hyps, normalizer),
-              **counts.row()}
-    atomic_write_json(out / "score.json", result)
-    mark_done(out)
-    return result
-
-
-def score_asr(decode_dir: Path, refs: Mapping[str, str], name: str, normalizer: Normalizer) -> dict:
-    hyps = read_kv(decode_dir / "text", allow_empty_value=True)
-    extra = sorted(set(hyps) - set(refs))
-    if extra:
-        raise KeyError(f"{decode_dir / 'text'}: utterance '{extra[0]}' is not in the reference ({len(extra)} such)")
-    return write_scored(decode_dir / "score_wer", name, refs, hyps, normalizer, task="asr")
-
-
-def best_per_utterance(candidates: Sequence[Mapping[str, str]], refs: Mapping[str, str],
-                       normalizer: Normalizer) -> dict[str, str]:
-    """For each utterance, the candidate hypothesis with the fewest errors against its reference."""
-    per_candidate: list[dict[str, Alignment]] = []
-    for hyps in candidates:
-        _, alignments = align(refs, hyps, normalizer)
-        per_candidate.append({a.utt: a for a in alignments})
-    best = {}
-    for utt in refs:
-        k = min(range(len(candidates)), key=lambda i: (per_candidate[i][utt].counts.err, i))
-        best[utt] = candidates[k].get(utt, "")
-    return best
-
-
-def judge_units_dir(units_scp: Path, judge_exp: Path, out_text: Path, device: str) -> dict[str, str]:
-    """Judge transcripts of a units.scp (cached in out_text; rewritten only when missing)."""
-    if out_text.exists():
-        return read_kv(out_text, allow_empty_value=True)
-    from zipper.scoring.unit_judge import load_judge, load_units, transcribe_all
-
-    model, vocab, config = load_judge(judge_exp, device=device)
-    units_dir = units_scp.parent.parent if units_scp.parent.name == "nbest" else units_scp.parent
-    units = load_units(units_dir, dedup_runs=bool(config.get("dedup")), inventory=config["inventory"], scp=units_scp)
-    hyps = transcribe_all(model, vocab, units, device=device)
-    write_kv(out_text, hyps)
-    return hyps
-
-
-def judge_gold(judge_exp: Path, gold_units_dir: Path, name: str, refs: Mapping[str, str], normalizer: Normalizer,
-               device: str) -> tuple[dict[str, str], dict]:
-    """The judge on the set's gold units: its transcripts (WER-target references) and the oracle score."""
-    out = judge_exp / f"gold_{name}"
-    hyps = judge_units_dir(gold_units_dir / "units.scp", judge_exp, out / "text", device)
-    if is_done(out / "score_wer"):
-        return hyps, read_json(out / "score_wer" / "score.json")
-    return hyps, write_scored(out / "score_wer", name, refs, hyps, normalizer, task="oracle",
-                              units_dir=str(gold_units_dir))
-
-
-def score_tts(decode_dir: Path, refs: Mapping[str, str], name: str, judge: str,
-              sample_hyps: Sequence[Mapping[str, str]], target_refs: Mapping[str, str], oracle: dict,
-              normalizer: Normalizer) -> dict:
-    """WER gold and WER target of judged TTS output (first sample, and best of the samples when several)."""
-    summary = {"task": "tts", "set": name, "judge": judge, "samples": len(sample_hyps), "oracle_wer": oracle["wer"]}
-    rows = {}
-    for kind, references in (("gold", refs), ("target", target_refs)):
-        out = decode_dir / f"score_{judge}_{kind}"
-        counts = write_scoring(out, name, references, sample_hyps[0], normalizer)
-        summary[f"wer_{kind}"] = counts.wer
-        summary[f"cer_{kind}"] = character_error_rate(references, sample_hyps[0], normalizer)
-        rows[kind] = counts.row()
-        if len(sample_hyps) > 1:
-            best = best_per_utterance(sample_hyps, references, normalizer)
-            best_counts = write_scoring(out / f"best_of_{len(sample_hyps)}", name, references, best, normalizer)
-            summary[f"wer_{kind}_best_of_n"] = best_counts.wer
-    for kind, row in rows.items():  # both summaries carry both WERs (show_results reads either)
-        out = decode_dir / f"score_{judge}_{kind}"
-        atomic_write_json(out / "score.json", {**summary, "kind": kind, **row})
-        mark_done(out)
-    return summary
-
-
 def main(argv: Sequence[str] | None = None) -> dict:
     args = parse_and_setup(get_parser(), argv)
     decode_dir = Path(args.decode_dir)
-    if not is_done(decode_dir):
-        raise FileNotFoundError(f"{decode_dir}/.done is missing: stage 10 has not finished this decoding")
-    decode = read_json(decode_dir / "decode.json")
-    data_dir = Path(args.data_dir or decode["data_dir"])
-    name = data_dir.name
-    normalizer = Normalizer(**(args.normalizer or {}))
-    refs = read_kv(data_dir / "text")
-    if decode["task"] == "asr":
-        summary = score_asr(decode_dir, refs, name, normalizer)
+    summary = score_decode_dir(decode_dir, args.data_dir, args.gold_units_dir, args.judge_exp,
+                               Normalizer(**(args.normalizer or {})), args.device)
+    if summary["task"] == "asr":
         print(f"{decode_dir}: WER {summary['wer']:.2f} % ({summary['Snt']} utterances, {summary['Wrd']} words)")
-        return summary
-    if not args.judge_exp:
-        raise ValueError(f"{decode_dir} holds TTS output: --judge_exp is needed to score it")
-    judge_exp = Path(args.judge_exp)
-    target_refs, oracle = judge_gold(judge_exp, Path(args.gold_units_dir or decode["units_dir"]), name, refs,
-                                     normalizer, args.device)
-    scps = sorted((decode_dir / "nbest").glob("units.*.scp"), key=lambda p: int(p.name.split(".")[1]))
-    scps = scps or [decode_dir / "units.scp"]
-    samples = [judge_units_dir(scp, judge_exp, decode_dir / "judge_unit" / f"text.{k + 1}", args.device)
-               for k, scp in enumerate(scps)]
-    summary = score_tts(decode_dir, refs, name, "unit", samples, target_refs, oracle, normalizer)
-    print(f"{decode_dir}: unit judge WER gold {summary['wer_gold']:.2f} %, WER target {summary['wer_target']:.2f} % "
-          f"(gold units: {oracle['wer']:.2f} %)")
+    else:
+        print(f"{decode_dir}: unit judge WER gold {summary['wer_gold']:.2f} %, WER target "
+              f"{summary['wer_target']:.2f} % (gold units: {summary['oracle_wer']:.2f} %)")
     return summary
 
 
