@@ -287,9 +287,9 @@ def section_tts(fusion: list[dict], exp_root: ExpRoot) -> str:
         return ""
     return ("## TTS (judge WER %, stage 12)\n\"WER gold\" (\"CER gold\"): the judge's transcript of the generated "
             "units against the input text, in words (characters); \"WER target\": against the judge's transcript of "
-            "the gold units (as in the paper).  Whisper (stage 11) judges vocoded audio: its oracle is the vocoded gold "
-            "units, beside the original recordings, and its WER target is against its transcript of the vocoded gold "
-            "units.\n\n"
+            "the gold units (as in the paper).  Whisper (stage 11) judges vocoded audio: its oracle is the vocoded "
+            "gold units, beside the original recordings, and its WER target is against its transcript of the vocoded "
+            "gold units.\n\n"
             + table(("model", "frozen", "set", "judge", "WER gold", "CER gold", "WER target", "best of N (gold)"),
                     oracle_rows + rows))
 
@@ -392,9 +392,9 @@ def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: 
     ppl_rows = [(modality, f"`{system}`", f"{curve.tower:.2f}", *(f"{curve.fused[p]:.2f}" if p in curve.fused else "-"
                                                                 for p in fractions))
                 for (modality, system), curve in sorted(ppl.items())]
+    ppl_header = ("modality", "system", "tower", *(f"{p:g}%" for p in fractions))
     ppl_table = ("\nWhat fusion cost each tower: its dev perplexity on its own modality alone, pre-trained and after "
-                 "fusion on each fraction (`fused_lm_*.json`).\n\n"
-                 + table(("modality", "system", "tower", *(f"{p:g}%" for p in fractions)), ppl_rows)) if ppl_rows else ""
+                 "fusion on each fraction (`fused_lm_*.json`).\n\n" + table(ppl_header, ppl_rows)) if ppl_rows else ""
     title = "Data-efficiency study: WER % vs aligned data" if plotted else "WER %, intervals, significance"
     return (f"## {title}\nASR: WER; TTS: unit-judge WER gold.  Columns: % of the aligned training set."
             + (f"  {legend.strip()}" if legend else "") + "\n\n"
@@ -491,5 +491,6 @@ def render(exp_root: str | Path, output: str | Path, title: str = "", command: s
     for judge in judges:
         s = read_json(judge / "scores.json")
         parts.append(f"Unit judge `{judge}`: CTC over units, trained on {s['train_utterances']} utterances; "
-                     f"on the gold units of `{s['valid_units']}`: WER {s['valid_wer']:.2f} %, CER {s['valid_cer']:.2f} %.\n")
+                     f"on the gold units of `{s['valid_units']}`: WER {s['valid_wer']:.2f} %, "
+                     f"CER {s['valid_cer']:.2f} %.\n")
     return "\n".join(p for p in parts if p)
