@@ -79,6 +79,18 @@ def test_one_voice_training_and_unknown_target(tmp_path):
     assert json.loads((out / "vocoder.json").read_text())["speakers"] == ["spkB"]
     with pytest.raises(ValueError, match="--target_speaker nobody has no utterance.*voices there: spkA, spkB"):
         vocoder_train.main(common + ["--target_speaker", "nobody", "--output_dir", str(tmp_path / "exp" / "two")])
+    # the default CPU vocoder's kind, trained on spkB alone, speaks units of a voice it never heard (dev: spkA's)
+    world = tmp_path / "exp" / "world"
+    vocoder_train.main(common + ["--vocoder", "world", "--train_speakers", "target", "--target_speaker", "spkB",
+                                 "--output_dir", str(world)])
+    assert set(read_kv(dev_audio / "utt2spk").values()) == {"spkA"}
+    vocoder_synthesize.main(["--vocoder_dir", str(world), "--units_dir", str(dev_units), "--output_dir",
+                             str(tmp_path / "unseen")])
+    wavs = read_wavs(tmp_path / "unseen" / "wav.scp")
+    assert set(wavs) == set(UnitSet(dev_units).keys())
+    for utt, (fs, samples, subtype) in wavs.items():
+        assert fs == 16000 and subtype == "PCM_16" and len(samples) == len(UnitSet(dev_units)[utt]) * HOP
+        assert np.isfinite(samples).all() and np.abs(samples).max() > 0
 
 
 def read_wavs(scp: Path) -> dict[str, tuple[int, np.ndarray, str]]:
