@@ -199,6 +199,8 @@ def test_show_results_names_the_vocoder_of_each_vocoded_row(tmp_path):
     assert ("|`zipper_s_train_paired_100pct` (vocoded by `vocoder_s_dil2_train_speech_km`)|text|test|Whisper base|"
             "80.00|-|81.00|-|") in text
     assert "(vocoded by `vocoder_s_train_speech_km`)|text|test|Whisper base|90.00|-|91.00|-|" in text
+    text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "R2.md"), "--exclude", "*_dil2_*"])
+    assert "vocoder_s_dil2_train_speech_km" not in text and "vocoder_s_train_speech_km`)" in text  # left out with it
     legacy = exp / "zipper_s_train_paired_100pct" / "decode_tts_decode" / "test" / "judge_whisper_base"
     legacy.mkdir()  # stage 11 before the vocoded_<tag> dirs: the audio in the decode dir itself
     atomic_write_json(legacy / "judge.json", {"model": "base", "wer": 70.0})

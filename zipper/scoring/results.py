@@ -43,10 +43,12 @@ class ExpRoot:
     path: Path
     exclude: Sequence[str] = DEFAULT_EXCLUDE
 
+    def excludes(self, name: str) -> bool:
+        return any(fnmatch.fnmatch(name, e) for e in self.exclude)
+
     def glob(self, pattern: str) -> list[Path]:
         """Sorted matches of `pattern` under the root, outside the excluded experiment dirs."""
-        return sorted(p for p in self.path.glob(pattern)
-                      if not any(fnmatch.fnmatch(p.relative_to(self.path).parts[0], e) for e in self.exclude))
+        return sorted(p for p in self.path.glob(pattern) if not self.excludes(p.relative_to(self.path).parts[0]))
 
 
 def read_yaml(path: Path) -> dict:
@@ -280,7 +282,10 @@ def section_tts(fusion: list[dict], exp_root: ExpRoot) -> str:
         for judged in [*sorted(f["exp"].glob("decode_tts_*/*/vocoded_*/judge_whisper_*/judge.json")),
                        *sorted(f["exp"].glob("decode_tts_*/*/judge_whisper_*/judge.json"))]:
             s, audio_dir = read_json(judged), judged.parents[1]
-            by = f" by `vocoder_{audio_dir.name[len('vocoded_'):]}`" if audio_dir.name.startswith("vocoded_") else ""
+            vocoder = f"vocoder_{audio_dir.name[len('vocoded_'):]}" if audio_dir.name.startswith("vocoded_") else ""
+            if vocoder and exp_root.excludes(vocoder):  # audio of a vocoder left out is left out with it
+                continue
+            by = f" by `{vocoder}`" if vocoder else ""
             rows.append((f"`{f['exp'].name}` (vocoded{by})", f["frozen"], (audio_dir.parent if by else audio_dir).name,
                          f"Whisper {s['model']}", s["wer"], "-", s.get("wer_target", "-"), "-"))
     if not rows and not oracle_rows:
