@@ -37,6 +37,28 @@ def test_greedy_ctc_merges_repeats_and_drops_blanks(monkeypatch):
     assert out == [[1, 1, 2, 3, 4], [2, 2, 3, 4]]  # the second row stops at its length (6 frames)
 
 
+def test_time_masks_hide_spans_inside_each_utterance_while_training_only(monkeypatch):
+    torch.manual_seed(0)
+    model = UnitCTCJudge(JudgeConfig(n_units=4, n_chars=5, d_model=8, n_heads=2, d_ff=8, n_layers=1, time_masks=2,
+                                     time_mask_ratio=0.25))
+    assert model.encoder.embed[0].num_embeddings == 5  # the 4 units and the mask
+    units, lengths = torch.randint(0, 4, (64, 12)), torch.tensor([12, 8, 3, 1] * 16)
+    masked = model.mask_spans(units, lengths) == 4
+    inside = torch.arange(12)[None, :] < lengths[:, None]
+    assert not (masked & ~inside).any() and masked.any()
+    widest = (lengths * 0.25).ceil()
+    assert (masked.sum(1) <= 2 * widest).all()  # two spans of at most 25 % each
+    seen = []
+    monkeypatch.setattr(model, "encode", lambda u, n: (seen.append(u.clone()), model.encoder(u, n)[:2])[1])
+    batch = {"units": units, "unit_lengths": lengths, "chars": torch.ones(64, 1, dtype=torch.long),
+             "char_lengths": torch.ones(64, dtype=torch.long)}
+    model.train()
+    model(**batch)
+    model.eval()
+    model(**batch)
+    assert (seen[0] == 4).any() and torch.equal(seen[1], units)  # masks in training, the units as given in eval
+
+
 def test_empty_target_after_normalisation_names_the_utterance():
     vocab = CharVocabulary.from_texts(["abc"])
     with pytest.raises(ValueError, match="'u2' has no characters left"):

@@ -80,6 +80,8 @@ class JudgeConfig:
     n_layers: int = 4
     conv_kernel: int = 3  # feed-forward blocks start with a 1-D convolution: units are local evidence
     dropout: float = 0.1
+    time_masks: int = 0  # training only: spans of units read as one extra "masked" unit (SpecAugment's time masks)
+    time_mask_ratio: float = 0.05  # a span's widest, as a share of the utterance's units
 
 
 class UnitCTCJudge(nn.Module):
@@ -94,8 +96,10 @@ class UnitCTCJudge(nn.Module):
             from espnet2.asr.encoder.transformer_encoder import TransformerEncoder
 
         self.config = config
+        self.masking = bool(config.time_masks) and not config.input_dim
+        units_in = config.n_units + 1 if self.masking else config.n_units  # id n_units: a masked unit
         self.encoder = TransformerEncoder(
-            input_size=config.input_dim or config.n_units, output_size=config.d_model, attention_heads=config.n_heads,
+            input_size=config.input_dim or units_in, output_size=config.d_model, attention_heads=config.n_heads,
             linear_units=config.d_ff, num_blocks=config.n_layers, dropout_rate=config.dropout,
             positional_dropout_rate=config.dropout, input_layer="linear" if config.input_dim else "embed",
             positionwise_layer_type="conv1d-linear",
@@ -106,10 +110,25 @@ class UnitCTCJudge(nn.Module):
         hidden, hidden_lengths, _ = self.encoder(units, lengths)  # (B, T, D), (B,)
         return hidden, hidden_lengths
 
+    def mask_spans(self, units: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`time_masks` spans per row, each up to `time_mask_ratio` of its length, set to the mask id: the units'
+        SpecAugment, against a judge that learns the 3,500 training utterances by heart (docs/learning.md J7)."""
+        b, t = units.shape
+        widest = (lengths.float() * self.config.time_mask_ratio).ceil().long().clamp(min=1)  # (B,)
+        masked = torch.zeros(b, t, dtype=torch.bool, device=units.device)
+        steps = torch.arange(t, device=units.device)[None, :]  # (1, T)
+        for _ in range(self.config.time_masks):
+            width = (torch.rand(b, device=units.device) * (widest + 1)).long()  # 0 .. widest
+            start = (torch.rand(b, device=units.device) * (lengths - width + 1).clamp(min=1)).long()
+            masked |= (steps >= start[:, None]) & (steps < (start + width)[:, None])
+        return units.masked_fill(masked, self.config.n_units)
+
     def forward(self, units: torch.Tensor, unit_lengths: torch.Tensor, chars: torch.Tensor,
                 char_lengths: torch.Tensor, **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
         """CTC loss per target character, so that exp(loss) is a per-character perplexity (the trainer's
         `(loss, stats, weight)` contract; weight = characters)."""
+        if self.training and self.masking:
+            units = self.mask_spans(units, unit_lengths)
         hidden, hidden_lengths = self.encode(units, unit_lengths)
         total = self.ctc(hidden, hidden_lengths, chars, char_lengths) * units.shape[0]  # espnet divides by B
         count = char_lengths.sum()
