@@ -289,6 +289,53 @@ def test_world_vocoder_with_attention_sees_the_whole_utterance():
     assert bool((diff > 1e-6).all())
 
 
+def test_short_utterances_are_padded_and_the_padding_is_invisible(tmp_path):
+    """min_frames: a short utterance comes whole and zero-padded with its length; the model's outputs on its real
+    frames are those of the unpadded utterance (up to the attention feed-forward's one padded frame), and the
+    loss ignores what is past its end."""
+    from zipper.vocoder.world import FeatureSegmentSampler
+
+    units_dir, audio_dir = make_corpus(tmp_path, "train", 9)
+    utts = load_utterances(units_dir, audio_dir, 16000, HOP)
+    longest = max(len(u.units) for u in utts)
+    shortest = min(len(u.units) for u in utts)
+    feats = {u.utt: np.random.default_rng(0).normal(size=(2 * len(u.units), 5)).astype(np.float32) for u in utts}
+    ids = {"spkA": 0, "spkB": 1}
+    with pytest.raises(ValueError, match="no training utterance has"):
+        FeatureSegmentSampler(utts, feats, ids, segment_frames=longest + 1, batch_size=4, ratio=2, seed=0)
+    sampler = FeatureSegmentSampler(utts, feats, ids, segment_frames=longest + 1, batch_size=4, ratio=2, seed=0,
+                                    min_frames=shortest)
+    batch = sampler.batch(3)
+    assert batch["units"].shape == (4, longest + 1) and batch["feats"].shape == (4, 2 * (longest + 1), 5)
+    for row, n in enumerate(batch["lengths"].tolist()):
+        utt = next(u for u in utts if len(u.units) == n and np.array_equal(u.units, batch["units"][row, :n]))
+        assert np.array_equal(batch["feats"][row, :2 * n].numpy(), feats[utt.utt])
+        assert not batch["units"][row, n:].any() and not batch["feats"][row, 2 * n:].any()
+    full = FeatureSegmentSampler(utts, feats, ids, segment_frames=shortest, batch_size=4, ratio=2, seed=0)
+    assert full.batch(3)["lengths"].tolist() == [shortest] * 4
+
+    torch.manual_seed(0)
+    model = WorldVocoder(12, HOP, 16000, embed_dim=8, world_conf={"n_sp": 16},
+                         encoder_conf={"channels": 16, "layers": 2, "kernel_size": 3, "dropout": 0.0,
+                                       "attention_layers": 1, "attention_heads": 2}).eval()
+    units = torch.randint(0, 12, (1, 20))
+    padded = torch.cat([units, torch.randint(0, 12, (1, 12))], dim=1)
+    with torch.no_grad():
+        alone = model(units)  # (1, 40, dim)
+        inside = model(padded, lengths=torch.tensor([20]))[:, :40]
+    assert torch.allclose(alone[:, :-2 * model.ratio], inside[:, :-2 * model.ratio], atol=1e-5)
+    assert torch.allclose(alone, inside, atol=0.5)  # the last unit's frames: close, not equal
+    target = torch.randn(1, 64, model.world.dim)
+    target[..., -1] = (target[..., -1] > 0).float()
+    garbage = target.clone()
+    garbage[:, 40:] = 7.0
+    out = model(padded, lengths=torch.tensor([20]))
+    a = model.feature_loss(out, target, torch.tensor([20]))
+    b = model.feature_loss(out, garbage, torch.tensor([20]))
+    c = model.feature_loss(out[:, :40], target[:, :40])
+    assert all(torch.equal(a[k], b[k]) and torch.allclose(a[k], c[k]) for k in a)
+
+
 def test_world_analysis_and_synthesis_keep_the_frame_grid(tmp_path):
     from vocoder_data import unit_audio
     from zipper.vocoder.world import WorldConfig, analyze, synthesize_world
@@ -302,7 +349,8 @@ def test_world_analysis_and_synthesis_keep_the_frame_grid(tmp_path):
     assert synthesize_world(feats, config, 30 * HOP).shape == (30 * HOP,)
 
 
-def test_world_vocoder_learns_its_features(tmp_path):
+@pytest.mark.parametrize("segment_frames, min_frames", [(12, 0), (48, 30)])  # 48: utterances of 30-47 padded
+def test_world_vocoder_learns_its_features(tmp_path, segment_frames, min_frames):
     from zipper.vocoder.world import FeatureSegmentSampler, cached_features, whole_utterance_features
 
     torch.set_num_threads(1)
@@ -319,10 +367,11 @@ def test_world_vocoder_learns_its_features(tmp_path):
         cached_features(utts, other, HOP, tmp_path / "cache")
     model.set_statistics(feats.values())
     ids = {"spkA": 0, "spkB": 1}
-    sampler = FeatureSegmentSampler(utts, feats, ids, segment_frames=12, batch_size=4, ratio=model.ratio, seed=0)
+    sampler = FeatureSegmentSampler(utts, feats, ids, segment_frames=segment_frames, batch_size=4,
+                                    ratio=model.ratio, seed=0, min_frames=min_frames)
     batch = sampler.batch(0)
-    assert batch["feats"].shape == (4, 24, model.world.dim) and model(batch["units"], batch["speakers"]).shape == \
-        (4, 24, model.world.dim)
+    shape = (4, 2 * segment_frames, model.world.dim)
+    assert batch["feats"].shape == shape and model(batch["units"], batch["speakers"]).shape == shape
     valid = [whole_utterance_features(u, feats[u.utt], ids, 0) for u in utts[:2]]
     trainer = GanTrainer(trainer_args(tmp_path / "exp", max_steps=40, log_interval=10, lr=1e-2, save_every_steps=0),
                          model, None,

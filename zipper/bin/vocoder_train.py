@@ -47,6 +47,9 @@ def get_parser():
     data.add_argument("--train_speakers", default="target", choices=["target", "all"],
                       help="train on the target voice only, or on every voice (with speaker embeddings)")
     data.add_argument("--segment_frames", type=positive_int, default=32, help="frames per training segment")
+    data.add_argument("--min_segment_frames", type=int, default=0,
+                      help="WORLD vocoder: utterances of at least this many frames but shorter than a segment are "
+                           "trained on whole, padded (0: --segment_frames, shorter ones are left out)")
     data.add_argument("--batch_size", type=positive_int, default=8, help="segments per update")
     data.add_argument("--num_valid_utts", type=int, default=8, help="validation utterances (target voice first)")
     data.add_argument("--max_utts_per_speaker", type=int, default=0,
@@ -128,7 +131,7 @@ def world_data(args, model: WorldVocoder, train_utts, valid_utts, speaker_ids: d
     feats = cached_features(train_utts, model.world, model.hop_length, cache)
     model.set_statistics(feats.values())
     sampler = FeatureSegmentSampler(train_utts, feats, speaker_ids, args.segment_frames, args.batch_size,
-                                    model.ratio, args.seed)
+                                    model.ratio, args.seed, min_frames=args.min_segment_frames)
     chosen = sorted(valid_utts, key=lambda u: (u.speaker != target, u.utt))[:args.num_valid_utts]
     valid_feats = cached_features(chosen, model.world, model.hop_length, cache)
     default = speaker_ids.get(target, 0)
@@ -177,6 +180,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         discriminator = None
         sampler, valid = world_data(args, model, train_utts, valid_utts, speaker_ids, target)
     else:
+        if args.min_segment_frames:
+            raise ValueError("--min_segment_frames is for --vocoder world (HiFi-GAN's losses are not masked)")
         discriminator = build_discriminator(args.discriminator_conf)
         sampler = SegmentSampler(train_utts, speaker_ids, args.segment_frames, args.batch_size, hop, args.seed)
         valid = valid_batches(valid_utts, speaker_ids, hop, args.num_valid_utts, target)

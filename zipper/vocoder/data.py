@@ -106,10 +106,12 @@ def read_segment(wav: str, start: int, length: int) -> np.ndarray:
     return samples.astype(np.float32, copy=False)
 
 
-def dedup_batch(units: torch.Tensor, pad: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Deduplicate each row of frame units (B, T): values (B, N) padded with `pad`, durations (B, N), and a
-    mask (B, N) of runs whose length is known (not cut by the segment's edges, not padding)."""
-    rows = [dedup(r) for r in units.cpu().numpy()]
+def dedup_batch(units: torch.Tensor, pad: int, lengths: Optional[torch.Tensor] = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Deduplicate each row of frame units (B, T) (its first `lengths` frames): values (B, N) padded with `pad`,
+    durations (B, N), and a mask (B, N) of runs whose length is known (not cut by the segment's edges, not padding)."""
+    frames = lengths.tolist() if lengths is not None else [units.shape[1]] * units.shape[0]
+    rows = [dedup(r[:n]) for r, n in zip(units.cpu().numpy(), frames)]
     longest = max(len(v) for v, _ in rows)
     values = np.full((len(rows), longest), pad, dtype=np.int64)
     durations = np.zeros((len(rows), longest), dtype=np.int64)
@@ -124,20 +126,27 @@ class SegmentSampler:
     """Random batches of `batch_size` segments of `segment_frames` frames: units (B, F), audio (B, 1, F * hop)."""
 
     def __init__(self, utts: Sequence[VocoderUtt], speaker_ids: dict[str, int], segment_frames: int,
-                 batch_size: int, hop_length: int, seed: int):
-        self.utts = [u for u in utts if len(u.units) >= segment_frames]
+                 batch_size: int, hop_length: int, seed: int, min_frames: int = 0):
+        """min_frames (0: segment_frames): utterances of at least this many frames but shorter than a segment
+        are taken whole, zero-padded to segment_frames; the batch's `lengths` say how much of each row is real."""
+        min_frames = min_frames or segment_frames
+        if min_frames > segment_frames:
+            raise ValueError(f"--min_segment_frames {min_frames} is more than --segment_frames {segment_frames}")
+        self.utts = [u for u in utts if len(u.units) >= min_frames]
         if not self.utts:
-            raise ValueError(f"no training utterance has {segment_frames} frames (--segment_frames)")
+            raise ValueError(f"no training utterance has {min_frames} frames (--segment_frames, "
+                             "--min_segment_frames)")
         if len(self.utts) < len(utts):
             logger.info("%d utterances shorter than %d frames are not used for training", len(utts) - len(self.utts),
-                        segment_frames)
+                        min_frames)
         self.speaker_ids, self.segment_frames, self.batch_size = speaker_ids, segment_frames, batch_size
         self.hop_length, self.seed = hop_length, seed
         lengths = np.array([len(u.units) for u in self.utts], dtype=np.float64)
         self.weights = lengths / lengths.sum()  # every frame equally likely
 
     def target(self, u: VocoderUtt, start: int) -> np.ndarray:
-        """What the model learns to produce for the segment from frame `start`: its audio samples."""
+        """What the model learns to produce for the segment from frame `start`: its audio samples (zero-padded
+        past the utterance's end)."""
         return read_segment(u.wav, start * self.hop_length, self.segment_frames * self.hop_length)
 
     def collate_targets(self, targets: list[np.ndarray]) -> dict[str, torch.Tensor]:
@@ -146,16 +155,19 @@ class SegmentSampler:
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         rng = np.random.default_rng([self.seed, step])
         picks = rng.choice(len(self.utts), size=self.batch_size, p=self.weights)
-        units, targets, speakers = [], [], []
-        for i in picks:
+        units = np.zeros((self.batch_size, self.segment_frames), dtype=np.int64)  # (B, F), 0 past a short utt
+        targets, speakers, lengths = [], [], []
+        for row, i in enumerate(picks):
             u = self.utts[i]
-            start = int(rng.integers(0, len(u.units) - self.segment_frames + 1))
-            units.append(u.units[start:start + self.segment_frames])
+            start = int(rng.integers(0, max(len(u.units) - self.segment_frames, 0) + 1))
+            segment = u.units[start:start + self.segment_frames]
+            units[row, :len(segment)] = segment
+            lengths.append(len(segment))
             targets.append(self.target(u, start))
             speakers.append(self.speaker_ids.get(u.speaker, 0))
-        return {"units": torch.from_numpy(np.stack(units).astype(np.int64)),  # (B, F)
-                **self.collate_targets(targets),
-                "speakers": torch.tensor(speakers, dtype=torch.long)}  # (B,)
+        return {"units": torch.from_numpy(units), **self.collate_targets(targets),
+                "speakers": torch.tensor(speakers, dtype=torch.long),  # (B,)
+                "lengths": torch.tensor(lengths, dtype=torch.long)}  # (B,) real frames of each row
 
 
 def whole_utterance(u: VocoderUtt, speaker_ids: dict[str, int], hop_length: int,

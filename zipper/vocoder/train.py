@@ -118,8 +118,9 @@ class GanTrainer:
         logger.info("resumed from %s at update %d", path, self.state.step)
 
     # ------------------------------------------------------------------------------------------- updates
-    def duration_loss(self, units: torch.Tensor, speakers: torch.Tensor) -> torch.Tensor:
-        values, durations, known = (t.to(self.device) for t in dedup_batch(units, self.model.n_units))
+    def duration_loss(self, units: torch.Tensor, speakers: torch.Tensor, lengths: Optional[torch.Tensor] = None
+                      ) -> torch.Tensor:
+        values, durations, known = (t.to(self.device) for t in dedup_batch(units, self.model.n_units, lengths))
         log_d = self.model.log_durations(values, speakers)  # (B, N)
         if not known.any():
             return log_d.sum() * 0.0
@@ -127,9 +128,12 @@ class GanTrainer:
 
     def world_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         units, feats, speakers = (batch[k].to(self.device) for k in ("units", "feats", "speakers"))
+        lengths = batch["lengths"].to(self.device)  # (B,) real frames: short utterances are padded
+        padded = lengths.min() < units.shape[1]
         self.model.train()
-        losses = self.model.feature_loss(self.model(units, speakers), feats)
-        dur = self.duration_loss(units, speakers)
+        losses = self.model.feature_loss(self.model(units, speakers, lengths if padded else None), feats,
+                                         lengths if padded else None)
+        dur = self.duration_loss(units, speakers, lengths)
         loss = sum(losses.values()) + self.args.lambda_dur * dur
         self.optim_g.zero_grad(set_to_none=True)
         loss.backward()

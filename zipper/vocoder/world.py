@@ -165,6 +165,11 @@ def cached_features(utts: Sequence[Any], config: WorldConfig, hop_length: int, c
     return out
 
 
+def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
+    """(B,) lengths -> (B, frames) True on each row's first `lengths` frames."""
+    return torch.arange(frames, device=lengths.device)[None] < lengths[:, None]
+
+
 class ConvBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dropout: float, dilation: int = 1):
         super().__init__()
@@ -240,22 +245,39 @@ class WorldVocoder(DurationPrediction, nn.Module):
         self.mean.copy_(torch.from_numpy(mean))
         self.std.copy_(torch.from_numpy(std))
 
-    def forward(self, units: torch.Tensor, speakers: Optional[torch.Tensor] = None) -> torch.Tensor:
+    def forward(self, units: torch.Tensor, speakers: Optional[torch.Tensor] = None,
+                lengths: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """lengths (B,): real frames of each row of a padded batch.  The frames past them are zeroed after every
+        block, as the convolutions' zero padding past an utterance's end is at synthesis, and attention does not
+        see them; only the attention blocks' convolutional feed-forward still reads one padded frame."""
         x = self.unit_embed(units)  # (B, T, E)
         if self.spk_embed is not None:
             g = self.spk_embed(speakers).unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, T, G)
             x = torch.cat([x, g], dim=-1)
+        real = None if lengths is None else frame_mask(lengths, units.shape[1]).unsqueeze(1)  # (B, 1, T)
         h = self.input(x).transpose(1, 2)  # (B, C, T)
         for block in self.blocks:
-            h = block(h)
+            h = block(h if real is None else h * real)
         h = h.transpose(1, 2)  # (B, T, C)
-        if self.attention is not None:  # segments and utterances are unpadded: every unit is attended
+        if self.attention is not None and real is None:  # every unit of an unpadded batch is attended
             h, _ = self.attention(h, None)
+        elif self.attention is not None:
+            h = self.attention.embed(h * real.transpose(1, 2))
+            for layer in self.attention.encoders:  # ESPnet's Encoder.forward, with the padding zeroed each time
+                h, _ = layer(h, real)
+                h = h * real.transpose(1, 2)
+            if self.attention.normalize_before:
+                h = self.attention.after_norm(h)
         out = self.head(h)  # (B, T, ratio * dim)
         return out.reshape(units.shape[0], units.shape[1] * self.ratio, self.world.dim)  # (B, T * ratio, dim)
 
-    def feature_loss(self, predicted: torch.Tensor, target: torch.Tensor) -> dict[str, torch.Tensor]:
-        """L1 on the normalised envelope, aperiodicity and log F0; cross-entropy on voicing."""
+    def feature_loss(self, predicted: torch.Tensor, target: torch.Tensor, lengths: Optional[torch.Tensor] = None
+                     ) -> dict[str, torch.Tensor]:
+        """L1 on the normalised envelope, aperiodicity and log F0; cross-entropy on voicing; over the first
+        `lengths` units' frames of each row when given."""
+        if lengths is not None:  # (B, T * ratio) -> the real frames only, (N, dim)
+            real = frame_mask(lengths * self.ratio, predicted.shape[1])
+            predicted, target = predicted[real], target[real]
         normed = (target - self.mean) / self.std
         n_sp, n_ap = self.world.n_sp, self.world.n_ap
         sp = torch.mean(torch.abs(predicted[..., :n_sp] - normed[..., :n_sp]))
@@ -263,7 +285,6 @@ class WorldVocoder(DurationPrediction, nn.Module):
         lf0 = torch.mean(torch.abs(predicted[..., -2] - normed[..., -2]))
         vuv = nn.functional.binary_cross_entropy_with_logits(predicted[..., -1], target[..., -1])
         return {"sp": sp, "ap": ap, "lf0": lf0, "vuv": vuv}
-
 
     def features(self, predicted: torch.Tensor) -> torch.Tensor:
         """Normalised predictions -> WORLD features (voicing as a probability)."""
@@ -283,12 +304,14 @@ class FeatureSegmentSampler(SegmentSampler):
     (seed, step) as SegmentSampler draws audio segments."""
 
     def __init__(self, utts: Sequence[Any], feats: dict[str, np.ndarray], speaker_ids: dict[str, int],
-                 segment_frames: int, batch_size: int, ratio: int, seed: int):
-        super().__init__(utts, speaker_ids, segment_frames, batch_size, hop_length=0, seed=seed)  # no audio read
+                 segment_frames: int, batch_size: int, ratio: int, seed: int, min_frames: int = 0):
+        super().__init__(utts, speaker_ids, segment_frames, batch_size, hop_length=0, seed=seed,  # no audio read
+                         min_frames=min_frames)
         self.feats, self.ratio = feats, ratio
 
     def target(self, u: Any, start: int) -> np.ndarray:
-        return self.feats[u.utt][start * self.ratio:(start + self.segment_frames) * self.ratio]
+        feats = self.feats[u.utt][start * self.ratio:(start + self.segment_frames) * self.ratio]
+        return np.pad(feats, ((0, self.segment_frames * self.ratio - len(feats)), (0, 0)))  # zeros past the end
 
     def collate_targets(self, targets: list[np.ndarray]) -> dict[str, torch.Tensor]:
         return {"feats": torch.from_numpy(np.stack(targets))}  # (B, F * ratio, dim)
