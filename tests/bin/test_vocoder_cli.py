@@ -79,10 +79,13 @@ def test_one_voice_training_and_unknown_target(tmp_path):
     assert json.loads((out / "vocoder.json").read_text())["speakers"] == ["spkB"]
     with pytest.raises(ValueError, match="--target_speaker nobody has no utterance.*voices there: spkA, spkB"):
         vocoder_train.main(common + ["--target_speaker", "nobody", "--output_dir", str(tmp_path / "exp" / "two")])
-    # the default CPU vocoder's kind, trained on spkB alone, speaks units of a voice it never heard (dev: spkA's)
+    with pytest.raises(ValueError, match="--min_segment_frames is for --vocoder world"):
+        vocoder_train.main(common + ["--min_segment_frames", "30", "--output_dir", str(tmp_path / "exp" / "three")])
+    # the default CPU vocoder's kind, trained on spkB alone (utterances of 30-47 frames whole and padded), speaks
+    # units of a voice it never heard (dev: spkA's)
     world = tmp_path / "exp" / "world"
     vocoder_train.main(common + ["--vocoder", "world", "--train_speakers", "target", "--target_speaker", "spkB",
-                                 "--output_dir", str(world)])
+                                 "--segment_frames", "48", "--min_segment_frames", "30", "--output_dir", str(world)])
     assert set(read_kv(dev_audio / "utt2spk").values()) == {"spkA"}
     vocoder_synthesize.main(["--vocoder_dir", str(world), "--units_dir", str(dev_units), "--output_dir",
                              str(tmp_path / "unseen")])

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Built-in corpus: synthesised English (espeak-ng + flite voices over Debian text), runs on CPU.
-# Stage 11 (vocoder training, ~23 min on 2 cores, and the Whisper judge, ~9 min) is skipped, for the 2-core time
+# Stage 11 (vocoder training, ~30 min on 2 cores, and the Whisper judge, ~13 min) is skipped, for the 2-core time
 # budget of the main job; run it with   ./run.sh --stage 11 --stop_stage 11 --skip_stages ""
 # It learns from train_vocoder, 2.1 h of one voice that local/data.sh makes for it (--vocoder_speaker there,
 # fl-rms by default: docs/vocoder.md measured it), so its voice is pinned here too.
