@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from zipper.models.zipper import lengths_mask
 from zipper.utils.atomic import atomic_path, atomic_write_json, read_json
 from zipper.vocoder.data import SegmentSampler
 from zipper.vocoder.model import DurationPrediction
@@ -165,11 +166,6 @@ def cached_features(utts: Sequence[Any], config: WorldConfig, hop_length: int, c
     return out
 
 
-def frame_mask(lengths: torch.Tensor, frames: int) -> torch.Tensor:
-    """(B,) lengths -> (B, frames) True on each row's first `lengths` frames."""
-    return torch.arange(frames, device=lengths.device)[None] < lengths[:, None]
-
-
 class ConvBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dropout: float, dilation: int = 1):
         super().__init__()
@@ -254,18 +250,17 @@ class WorldVocoder(DurationPrediction, nn.Module):
         if self.spk_embed is not None:
             g = self.spk_embed(speakers).unsqueeze(1).expand(-1, x.shape[1], -1)  # (B, T, G)
             x = torch.cat([x, g], dim=-1)
-        real = None if lengths is None else frame_mask(lengths, units.shape[1]).unsqueeze(1)  # (B, 1, T)
+        real = None if lengths is None else lengths_mask(lengths, units.shape[1]).unsqueeze(1)  # (B, 1, T)
         h = self.input(x).transpose(1, 2)  # (B, C, T)
         for block in self.blocks:
             h = block(h if real is None else h * real)
         h = h.transpose(1, 2)  # (B, T, C)
-        if self.attention is not None and real is None:  # every unit of an unpadded batch is attended
-            h, _ = self.attention(h, None)
-        elif self.attention is not None:
-            h = self.attention.embed(h * real.transpose(1, 2))
-            for layer in self.attention.encoders:  # ESPnet's Encoder.forward, with the padding zeroed each time
+        if self.attention is not None:  # ESPnet's Encoder.forward, with the padding zeroed after every layer
+            keep = None if real is None else real.transpose(1, 2)  # (B, T, 1)
+            h = self.attention.embed(h if keep is None else h * keep)
+            for layer in self.attention.encoders:
                 h, _ = layer(h, real)
-                h = h * real.transpose(1, 2)
+                h = h if keep is None else h * keep
             if self.attention.normalize_before:
                 h = self.attention.after_norm(h)
         out = self.head(h)  # (B, T, ratio * dim)
@@ -276,7 +271,7 @@ class WorldVocoder(DurationPrediction, nn.Module):
         """L1 on the normalised envelope, aperiodicity and log F0; cross-entropy on voicing; over the first
         `lengths` units' frames of each row when given."""
         if lengths is not None:  # (B, T * ratio) -> the real frames only, (N, dim)
-            real = frame_mask(lengths * self.ratio, predicted.shape[1])
+            real = lengths_mask(lengths * self.ratio, predicted.shape[1])
             predicted, target = predicted[real], target[real]
         normed = (target - self.mean) / self.std
         n_sp, n_ap = self.world.n_sp, self.world.n_ap
