@@ -128,11 +128,10 @@ class GanTrainer:
 
     def world_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         units, feats, speakers = (batch[k].to(self.device) for k in ("units", "feats", "speakers"))
-        lengths = batch["lengths"].to(self.device)  # (B,) real frames: short utterances are padded
-        padded = lengths.min() < units.shape[1]
+        lengths = batch["lengths"]  # (B,) real frames: short utterances are padded
+        masked = lengths.to(self.device) if int(lengths.min()) < units.shape[1] else None  # None: no padding
         self.model.train()
-        losses = self.model.feature_loss(self.model(units, speakers, lengths if padded else None), feats,
-                                         lengths if padded else None)
+        losses = self.model.feature_loss(self.model(units, speakers, masked), feats, masked)
         dur = self.duration_loss(units, speakers, lengths)
         loss = sum(losses.values()) + self.args.lambda_dur * dur
         self.optim_g.zero_grad(set_to_none=True)
