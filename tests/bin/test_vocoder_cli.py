@@ -241,3 +241,29 @@ def test_world_vocoder_trains_and_speaks(tmp_path):
     unit_set = UnitSet(dev_units)
     for utt, (fs, samples, subtype) in read_wavs(tmp_path / "resynth" / "wav.scp").items():
         assert fs == 16000 and subtype == "PCM_16" and len(samples) == len(unit_set[utt]) * HOP
+
+
+def test_world_vocoder_learns_from_other_voices_readings(tmp_path, capfd):
+    """--parallel_units: other voices' readings of the training sentences join the training data (their units, the
+    target voice's frames warped onto them); the exp records them, and bad inputs are refused by name."""
+    train_units, train_audio = make_corpus(tmp_path, "train", 6, speakers=("spkA",))
+    dev_units, dev_audio = make_corpus(tmp_path, "dev", 2, seed=1)
+    par_units, par_audio = make_corpus(tmp_path / "par", "train", 5, seed=2, speakers=("spkB", "spkC"))
+    centroids = tmp_path / "centroids.npy"
+    np.save(centroids, np.random.default_rng(0).normal(size=(12, 4)))
+    out = tmp_path / "exp" / "vocoder_parallel"
+    args = ["--config", DEBUG, "--vocoder", "world", "--train_units", str(train_units), "--train_audio",
+            str(train_audio), "--valid_units", str(dev_units), "--valid_audio", str(dev_audio),
+            "--output_dir", str(out), "--max_steps", "2", "--parallel_units", str(par_units)]
+    with pytest.raises(ValueError, match="needs --parallel_audio and --parallel_centroids"):
+        vocoder_train.main(args)
+    np.save(tmp_path / "few.npy", np.zeros((5, 4)))
+    with pytest.raises(ValueError, match="few.npy holds 5 centroids, the units 12"):
+        vocoder_train.main(args + ["--parallel_audio", str(par_audio), "--parallel_centroids",
+                                   str(tmp_path / "few.npy"), "--output_dir", str(tmp_path / "few")])
+    vocoder_train.main(args + ["--parallel_audio", str(par_audio), "--parallel_centroids", str(centroids)])
+    assert "5 parallel readings by other voices" in capfd.readouterr().err  # spkB/spkC-train-000..004 read spkA's sentences
+    assert json.loads((out / "vocoder.json").read_text())["parallel_units"] == str(par_units)
+    with pytest.raises(ValueError, match="reads a sentence"):  # the dev set's ids share no sentence with train
+        vocoder_train.main(args + ["--parallel_units", str(dev_units), "--parallel_audio", str(dev_audio),
+                                   "--parallel_centroids", str(centroids), "--output_dir", str(tmp_path / "x")])

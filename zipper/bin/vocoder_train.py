@@ -16,6 +16,7 @@ import logging
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from zipper.tokens.units import INVENTORY_KEYS, UnitSet
@@ -29,6 +30,7 @@ from zipper.vocoder.data import (SegmentSampler, VocoderUtt, load_utterances, mo
                                  speaker_durations)
 from zipper.vocoder.inference import INFO_FILE, build_vocoder
 from zipper.vocoder.model import build_discriminator
+from zipper.vocoder.parallel import pair_readings, parallel_utterances
 from zipper.vocoder.train import GanTrainer, valid_batches
 from zipper.vocoder.world import FeatureSegmentSampler, WorldVocoder, cached_features, whole_utterance_features
 
@@ -54,6 +56,13 @@ def get_parser():
     data.add_argument("--num_valid_utts", type=int, default=8, help="validation utterances (target voice first)")
     data.add_argument("--max_utts_per_speaker", type=int, default=0,
                       help="with --train_speakers all: at most this many utterances of each other voice (0: all)")
+    data.add_argument("--parallel_units", default="",
+                      help="WORLD vocoder: units dir of other voices reading the training set's sentences (same "
+                           "id after the speaker prefix); each becomes a training utterance: its units in, the "
+                           "target voice's frames out, aligned by DTW (default: none)")
+    data.add_argument("--parallel_audio", default="", help="audio dir (utt2spk, utt2num_samples) of --parallel_units")
+    data.add_argument("--parallel_centroids", default="",
+                      help="k-means centroids.npy of the units: the DTW's frame distances")
     model = parser.add_argument_group("model")
     model.add_argument("--vocoder", default="hifigan", choices=["hifigan", "world"],
                        help="hifigan: unit HiFi-GAN (GAN training, the quality path for GPUs); world: units -> "
@@ -104,10 +113,13 @@ def vocoder_info(args, units_dir: str, train_utts, target: str) -> dict:
         raise ProvenanceError(f"{units_dir}/provenance.json has no frame_shift_samples: re-run stage 5")
     speakers = sorted({u.speaker for u in train_utts})
     frames = speaker_durations(train_utts)
-    return {"n_units": int(provenance["n_clusters"]), "hop_length": int(hop), "fs": args.fs,
+    info = {"n_units": int(provenance["n_clusters"]), "hop_length": int(hop), "fs": args.fs,
             "speakers": speakers, "target_speaker": target,
             "train_frames": {s: frames[s] for s in speakers},
             "inventory": {k: provenance[k] for k in INVENTORY_KEYS}}
+    if args.parallel_units:  # other voices' readings are training data too: a resume must see the same ones
+        info["parallel_units"] = str(args.parallel_units)
+    return info
 
 
 def select_utterances(utts: list[VocoderUtt], target: str, train_speakers: str, max_per_speaker: int
@@ -125,11 +137,29 @@ def select_utterances(utts: list[VocoderUtt], target: str, train_speakers: str, 
     return selected
 
 
+def parallel_pairs(args, train_utts: list[VocoderUtt], hop: int) -> list[tuple[VocoderUtt, VocoderUtt]]:
+    """(other voice's reading, training reading) of the sentences --parallel_units shares with the training set."""
+    UnitSet(args.parallel_units).check_inventory(UnitSet(args.train_units).provenance,
+                                                 f"training units {args.train_units}")
+    pairs = pair_readings(train_utts, load_utterances(args.parallel_units, args.parallel_audio, args.fs, hop))
+    if not pairs:
+        raise ValueError(f"no utterance of {args.parallel_units} reads a sentence of {args.train_units} in another "
+                         "voice (utterance ids <speaker>-<sentence>)")
+    return pairs
+
+
 def world_data(args, model: WorldVocoder, train_utts, valid_utts, speaker_ids: dict[str, int], target: str):
     """WORLD features (analysed once into <output_dir>/world_feats/) as a segment sampler and validation batches."""
     cache = Path(args.output_dir) / "world_feats"
     feats = cached_features(train_utts, model.world, model.hop_length, cache)
     model.set_statistics(feats.values())
+    if args.parallel_units:
+        pairs = parallel_pairs(args, [u for u in train_utts if u.speaker == target], model.hop_length)
+        centroids = np.load(args.parallel_centroids)  # (K, D)
+        if len(centroids) != model.n_units:
+            raise ValueError(f"{args.parallel_centroids} holds {len(centroids)} centroids, the units {model.n_units}")
+        extra, warped = parallel_utterances(pairs, feats, centroids, model.ratio)
+        train_utts, feats = list(train_utts) + extra, {**feats, **warped}
     sampler = FeatureSegmentSampler(train_utts, feats, speaker_ids, args.segment_frames, args.batch_size,
                                     model.ratio, args.seed, min_frames=args.min_segment_frames)
     chosen = sorted(valid_utts, key=lambda u: (u.speaker != target, u.utt))[:args.num_valid_utts]
@@ -142,6 +172,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parse_and_setup(get_parser(), argv)
     if args.ngpu > 0 and not torch.cuda.is_available():
         raise ValueError("--ngpu 1 but torch sees no GPU (use --ngpu 0 for the CPU)")
+    if args.parallel_units and not (args.parallel_audio and args.parallel_centroids):
+        raise ValueError("--parallel_units needs --parallel_audio and --parallel_centroids")
     output_dir = Path(args.output_dir)
     config = start_experiment(args, "zipper.bin.vocoder_train")
     log_run_header("zipper.bin.vocoder_train", config)
@@ -182,6 +214,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     else:
         if args.min_segment_frames:
             raise ValueError("--min_segment_frames is for --vocoder world (HiFi-GAN's losses are not masked)")
+        if args.parallel_units:
+            raise ValueError("--parallel_units is for --vocoder world (a HiFi-GAN learns the warped audio's samples)")
         discriminator = build_discriminator(args.discriminator_conf)
         sampler = SegmentSampler(train_utts, speaker_ids, args.segment_frames, args.batch_size, hop, args.seed)
         valid = valid_batches(valid_utts, speaker_ids, hop, args.num_valid_utts, target)

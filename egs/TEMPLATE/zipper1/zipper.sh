@@ -81,6 +81,8 @@ decode_nj=2               # stage 10: parallel decoding jobs per set
 decode_opts=""            # stage 10: extra zipper_inference options
 vocoder_config=conf/vocoder_s.yaml  # stage 11: vocoder preset (s: WORLD parameters on CPU; hifigan: unit HiFi-GAN, --ngpu 1)
 vocoder_train_set=""      # stage 11: audio + units it learns from (default: speech_train_set); stages 2-5 process it too
+vocoder_parallel_set=""   # stage 11: other voices reading vocoder_train_set's sentences (ids <spk>-<sentence>): their
+                          # units in, the target voice's frames out, aligned by DTW, as extra training pairs
 vocoder_speaker=""        # stage 11: target voice (default: the speaker with most audio)
 vocoder_tag=""            # stage 11: exp/vocoder_<tag> (default: preset name + training set + units tag)
 vocoder_train_opts=""     # stage 11: extra vocoder_train options
@@ -126,9 +128,9 @@ paired_main_set=${paired_sets[0]}
 # Sets whose audio is processed; the smaller paired sets reuse the largest one's units.  A vocoder set of its
 # own (--vocoder_train_set) is processed with them, so that stage 11 finds its units whenever it is run.
 audio_sets="${speech_train_set} ${paired_main_set} ${dev_set} ${test_sets}"
-if [ -n "${vocoder_train_set}" ] && [[ " ${audio_sets} " != *" ${vocoder_train_set} "* ]]; then
-    audio_sets="${audio_sets} ${vocoder_train_set}"
-fi
+for set in ${vocoder_train_set} ${vocoder_parallel_set}; do
+    [[ " ${audio_sets} " == *" ${set} "* ]] || audio_sets="${audio_sets} ${set}"
+done
 device=cpu; [ "${ngpu}" -gt 0 ] && device=cuda
 text_token_dir=data/token_list/text_${text_model_type}${text_vocab_size}
 eval "tower_train_opts_array=(${tower_train_opts})"
@@ -364,7 +366,7 @@ if run_stage 11; then
     km=$(km_tag)
     decode_tag=$(basename "${decode_config}" .yaml)
     [ -n "${vocoder_train_set}" ] || vocoder_train_set=${speech_train_set}
-    [ -n "${vocoder_tag}" ] || vocoder_tag=$(basename "${vocoder_config}" .yaml | sed 's/^vocoder_//')_${vocoder_train_set}_${km}
+    [ -n "${vocoder_tag}" ] || vocoder_tag=$(basename "${vocoder_config}" .yaml | sed 's/^vocoder_//')_${vocoder_train_set}${vocoder_parallel_set:+_${vocoder_parallel_set}}_${km}
     vocoder_exp=${expdir}/vocoder_${vocoder_tag}
     wj=judge_whisper_$(basename "${whisper_model}")
     log "Stage 11: vocoder ${dumpdir}/{audio,units/${km}}/${vocoder_train_set} -> ${vocoder_exp}; units -> wav/; Whisper judge (${whisper_model})"
@@ -372,7 +374,9 @@ if run_stage 11; then
         --config "$(resolve_conf "${vocoder_config}")" \
         --train_units "${dumpdir}/units/${km}/${vocoder_train_set}" --train_audio "${dumpdir}/audio/${vocoder_train_set}" \
         --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_audio "${dumpdir}/audio/${dev_set}" \
-        --target_speaker "${vocoder_speaker}" ${vocoder_train_opts:+"${vocoder_train_opts_array[@]}"}
+        --target_speaker "${vocoder_speaker}" ${vocoder_parallel_set:+--parallel_units "${dumpdir}/units/${km}/${vocoder_parallel_set}" \
+            --parallel_audio "${dumpdir}/audio/${vocoder_parallel_set}" --parallel_centroids "${expdir}/kmeans/${km}/centroids.npy"} \
+        ${vocoder_train_opts:+"${vocoder_train_opts_array[@]}"}
     log "  $(grep -h "^${vocoder_exp}: " "${vocoder_exp}/train.log" | tail -n 1)"
     synth() {  # synth <units_dir> <out_dir>: units.scp -> <out_dir>/wav/*.wav + wav.scp
         if [ "${force}" != true ] && [ -f "$2/.done.synthesis" ]; then return 0; fi
