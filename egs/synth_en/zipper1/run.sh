@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Built-in corpus: synthesised English (espeak-ng + flite voices over Debian text), runs on CPU.
-# Stage 11 (vocoder training, ~30 min on 2 cores, and the Whisper judge, ~13 min) is skipped, for the 2-core time
+# Stage 11 (vocoder training, ~34 min on 2 cores, and the Whisper judge, ~11 min) is skipped, for the 2-core time
 # budget of the main job; run it with   ./run.sh --stage 11 --stop_stage 11 --skip_stages ""
 # It learns from train_vocoder, 2.1 h of one voice that local/data.sh makes for it (--vocoder_speaker there,
-# fl-rms by default: docs/vocoder.md measured it), so its voice is pinned here too.
+# fl-rms by default: docs/vocoder.md measured it), so its voice is pinned here too; and from the other voices'
+# readings of the same sentences in train_speech, aligned to it by DTW (--vocoder_parallel_set, docs/vocoder.md V13).
 set -euo pipefail
 
 ./zipper.sh \
@@ -24,5 +25,6 @@ set -euo pipefail
     --baseline_config conf/vocabexp_xs.yaml \
     --vocoder_speaker fl-rms \
     --vocoder_train_set train_vocoder \
+    --vocoder_parallel_set train_speech \
     --skip_stages 11 \
     "$@"
