@@ -257,6 +257,9 @@ def test_world_vocoder_learns_from_other_voices_readings(tmp_path, capfd):
             "--output_dir", str(out), "--max_steps", "2", "--parallel_units", str(par_units)]
     with pytest.raises(ValueError, match="needs --parallel_audio and --parallel_centroids"):
         vocoder_train.main(args)
+    with pytest.raises(ValueError, match="--parallel_units is for --vocoder world"):
+        vocoder_train.main(args + ["--vocoder", "hifigan", "--parallel_audio", str(par_audio), "--parallel_centroids",
+                                   str(centroids), "--output_dir", str(tmp_path / "hifigan")])
     np.save(tmp_path / "few.npy", np.zeros((5, 4)))
     with pytest.raises(ValueError, match="few.npy holds 5 centroids, the units 12"):
         vocoder_train.main(args + ["--parallel_audio", str(par_audio), "--parallel_centroids",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import numpy as np
 import torch
@@ -137,27 +137,31 @@ def select_utterances(utts: list[VocoderUtt], target: str, train_speakers: str, 
     return selected
 
 
-def parallel_pairs(args, train_utts: list[VocoderUtt], hop: int) -> list[tuple[VocoderUtt, VocoderUtt]]:
-    """(other voice's reading, training reading) of the sentences --parallel_units shares with the training set."""
-    UnitSet(args.parallel_units).check_inventory(UnitSet(args.train_units).provenance,
-                                                 f"training units {args.train_units}")
-    pairs = pair_readings(train_utts, load_utterances(args.parallel_units, args.parallel_audio, args.fs, hop))
+def load_parallel(args, provenance: dict, targets: list[VocoderUtt], hop: int
+                  ) -> tuple[list[tuple[VocoderUtt, VocoderUtt]], np.ndarray]:
+    """(other voice's reading, target voice's reading) of the sentences --parallel_units shares with the training
+    set, and the centroids (K, D) that align them; checked before the WORLD analysis, which takes minutes."""
+    UnitSet(args.parallel_units).check_inventory(provenance, f"training units {args.train_units}")
+    centroids = np.load(args.parallel_centroids)  # (K, D)
+    if len(centroids) != int(provenance["n_clusters"]):
+        raise ValueError(f"{args.parallel_centroids} holds {len(centroids)} centroids, the units "
+                         f"{provenance['n_clusters']}")
+    pairs = pair_readings(targets, load_utterances(args.parallel_units, args.parallel_audio, args.fs, hop))
     if not pairs:
         raise ValueError(f"no utterance of {args.parallel_units} reads a sentence of {args.train_units} in another "
                          "voice (utterance ids <speaker>-<sentence>)")
-    return pairs
+    return pairs, centroids
 
 
-def world_data(args, model: WorldVocoder, train_utts, valid_utts, speaker_ids: dict[str, int], target: str):
-    """WORLD features (analysed once into <output_dir>/world_feats/) as a segment sampler and validation batches."""
+def world_data(args, model: WorldVocoder, train_utts, valid_utts, speaker_ids: dict[str, int], target: str,
+               parallel: Optional[tuple[list[tuple[VocoderUtt, VocoderUtt]], np.ndarray]] = None):
+    """WORLD features (analysed once into <output_dir>/world_feats/) as a segment sampler and validation batches;
+    with `parallel` (pairs, centroids: load_parallel), the other voices' readings join the training utterances."""
     cache = Path(args.output_dir) / "world_feats"
     feats = cached_features(train_utts, model.world, model.hop_length, cache)
     model.set_statistics(feats.values())
-    if args.parallel_units:
-        pairs = parallel_pairs(args, [u for u in train_utts if u.speaker == target], model.hop_length)
-        centroids = np.load(args.parallel_centroids)  # (K, D)
-        if len(centroids) != model.n_units:
-            raise ValueError(f"{args.parallel_centroids} holds {len(centroids)} centroids, the units {model.n_units}")
+    if parallel is not None:
+        pairs, centroids = parallel
         extra, warped = parallel_utterances(pairs, feats, centroids, model.ratio)
         train_utts, feats = list(train_utts) + extra, {**feats, **warped}
     sampler = FeatureSegmentSampler(train_utts, feats, speaker_ids, args.segment_frames, args.batch_size,
@@ -174,6 +178,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ValueError("--ngpu 1 but torch sees no GPU (use --ngpu 0 for the CPU)")
     if args.parallel_units and not (args.parallel_audio and args.parallel_centroids):
         raise ValueError("--parallel_units needs --parallel_audio and --parallel_centroids")
+    if args.parallel_units and args.vocoder != "world":
+        raise ValueError("--parallel_units is for --vocoder world (a HiFi-GAN learns the warped audio's samples)")
     output_dir = Path(args.output_dir)
     config = start_experiment(args, "zipper.bin.vocoder_train")
     log_run_header("zipper.bin.vocoder_train", config)
@@ -193,6 +199,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ValueError(f"--target_speaker {target} has no utterance in {args.train_units} with audio in "
                          f"{args.train_audio}; voices there: {', '.join(sorted(voices))}")
     train_utts = select_utterances(every_voice, target, args.train_speakers, args.max_utts_per_speaker)
+    parallel = (load_parallel(args, train_units.provenance, [u for u in train_utts if u.speaker == target], hop)
+                if args.parallel_units else None)
     info = vocoder_info(args, args.train_units, train_utts, target)
     logger.info("target voice %s (%.1f min of %.1f min in %s); training on %s: %d utterances, %.1f min",
                 target, voices[target] * hop / args.fs / 60, sum(voices.values()) * hop / args.fs / 60,
@@ -210,12 +218,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     valid_utts = load_utterances(args.valid_units, args.valid_audio, args.fs, hop)
     if args.vocoder == "world":
         discriminator = None
-        sampler, valid = world_data(args, model, train_utts, valid_utts, speaker_ids, target)
+        sampler, valid = world_data(args, model, train_utts, valid_utts, speaker_ids, target, parallel)
     else:
         if args.min_segment_frames:
             raise ValueError("--min_segment_frames is for --vocoder world (HiFi-GAN's losses are not masked)")
-        if args.parallel_units:
-            raise ValueError("--parallel_units is for --vocoder world (a HiFi-GAN learns the warped audio's samples)")
         discriminator = build_discriminator(args.discriminator_conf)
         sampler = SegmentSampler(train_utts, speaker_ids, args.segment_frames, args.batch_size, hop, args.seed)
         valid = valid_batches(valid_utts, speaker_ids, hop, args.num_valid_utts, target)

@@ -48,12 +48,10 @@ def align(source: np.ndarray, target: np.ndarray, centroids: np.ndarray) -> np.n
 
     cost = cdist(centroids[source], centroids[target])  # (S, T)
     _, path = librosa.sequence.dtw(C=cost)  # (L, 2) pairs (s, t), from the end back to (0, 0)
-    path = path[::-1]
-    index = np.zeros(len(source), dtype=np.int64)
-    for s in range(len(source)):  # a source frame matched to several target frames: the middle one
-        matched = path[path[:, 0] == s, 1]
-        index[s] = matched[len(matched) // 2]
-    return index
+    path = path[::-1]  # s non-decreasing: source frame s spans rows first[s] .. last[s] - 1
+    first = np.searchsorted(path[:, 0], np.arange(len(source)), side="left")
+    last = np.searchsorted(path[:, 0], np.arange(len(source)), side="right")
+    return path[first + (last - first) // 2, 1].astype(np.int64)  # several target frames: the middle one
 
 
 def warp(feats: np.ndarray, index: np.ndarray, ratio: int) -> np.ndarray:
@@ -74,7 +72,7 @@ def parallel_utterances(pairs: Sequence[tuple[VocoderUtt, VocoderUtt]], feats: d
         utts.append(dataclasses.replace(other, utt=utt, speaker=target.speaker, wav=target.wav))
         warped[utt] = warp(feats[target.utt], index, ratio)
     if utts:
-        steps = np.mean([len(o.units) / len(t.units) for o, t in pairs])
+        length_ratio = np.mean([len(o.units) / len(t.units) for o, t in pairs])
         logger.info("%d parallel readings by other voices, aligned to the target voice's (mean length ratio %.2f)",
-                    len(utts), steps)
+                    len(utts), length_ratio)
     return utts, warped
