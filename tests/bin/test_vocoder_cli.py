@@ -234,7 +234,7 @@ def test_world_vocoder_trains_and_speaks(tmp_path):
                         "--max_utts_per_speaker", "1", "--output_dir", str(out)])
     assert len(list((out / "world_feats").glob("*.npy"))) == 10 + 1 + 2  # spkA's, spkB's first, 2 dev ones
     scores = json.loads((out / "scores.json").read_text())
-    assert scores["vocoder"] == "world" and "valid_feat_l1" in scores
+    assert scores["vocoder"] == "world" and "valid_feat_l1" in scores and scores["precision"] == "fp32"
     assert "discriminator" not in torch.load(out / "vocoder.pth")  # the model file is the WORLD network
     vocoder_synthesize.main(["--vocoder_dir", str(out), "--units_dir", str(dev_units), "--output_dir",
                              str(tmp_path / "resynth")])
@@ -264,8 +264,10 @@ def test_world_vocoder_learns_from_other_voices_readings(tmp_path, capfd):
     with pytest.raises(ValueError, match="few.npy holds 5 centroids, the units 12"):
         vocoder_train.main(args + ["--parallel_audio", str(par_audio), "--parallel_centroids",
                                    str(tmp_path / "few.npy"), "--output_dir", str(tmp_path / "few")])
+    with pytest.raises(ValueError, match="--use_amp true is for --vocoder world"):
+        vocoder_train.main(args[:-2] + ["--vocoder", "hifigan", "--use_amp", "true"])
     vocoder_train.main(args + ["--parallel_audio", str(par_audio), "--parallel_centroids", str(centroids)])
-    assert "5 parallel readings by other voices" in capfd.readouterr().err  # spkB/spkC-train-000..004 read spkA's sentences
+    assert "5 parallel readings by other voices" in capfd.readouterr().err  # spkB/C-train-000..004 read spkA's
     assert json.loads((out / "vocoder.json").read_text())["parallel_units"] == str(par_units)
     with pytest.raises(ValueError, match="reads a sentence"):  # the dev set's ids share no sentence with train
         vocoder_train.main(args + ["--parallel_units", str(dev_units), "--parallel_audio", str(dev_audio),

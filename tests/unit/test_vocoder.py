@@ -97,7 +97,7 @@ def trainer_args(out: Path, **kw) -> argparse.Namespace:
     args = dict(output_dir=str(out), ngpu=0, fs=16000, mel_loss_conf={"n_fft": 512, "hop_length": 160, "n_mels": 40},
                 lr=5e-3, discriminator_lr=0.0, betas=[0.8, 0.99], weight_decay=0.0, lr_decay=1.0, grad_clip=10.0,
                 lambda_mel=45.0, lambda_adv=1.0, lambda_fm=2.0, lambda_dur=1.0, discriminator_start_steps=1000,
-                max_steps=4, log_interval=2, valid_interval=0, save_every_steps=2, resume=True)
+                max_steps=4, log_interval=2, valid_interval=0, save_every_steps=2, resume=True, use_amp="false")
     args.update(kw)
     return argparse.Namespace(**args)
 
@@ -349,8 +349,9 @@ def test_world_analysis_and_synthesis_keep_the_frame_grid(tmp_path):
     assert synthesize_world(feats, config, 30 * HOP).shape == (30 * HOP,)
 
 
-@pytest.mark.parametrize("segment_frames, min_frames", [(12, 0), (48, 30)])  # 48: utterances of 30-47 padded
-def test_world_vocoder_learns_its_features(tmp_path, segment_frames, min_frames):
+@pytest.mark.parametrize("segment_frames, min_frames, amp",  # 48: utterances of 30-47 padded; amp: bf16 autocast
+                         [(12, 0, "false"), (48, 30, "false"), (12, 0, "true")])
+def test_world_vocoder_learns_its_features(tmp_path, segment_frames, min_frames, amp):
     from zipper.vocoder.world import FeatureSegmentSampler, cached_features, whole_utterance_features
 
     torch.set_num_threads(1)
@@ -373,9 +374,9 @@ def test_world_vocoder_learns_its_features(tmp_path, segment_frames, min_frames)
     shape = (4, 2 * segment_frames, model.world.dim)
     assert batch["feats"].shape == shape and model(batch["units"], batch["speakers"]).shape == shape
     valid = [whole_utterance_features(u, feats[u.utt], ids, 0) for u in utts[:2]]
-    trainer = GanTrainer(trainer_args(tmp_path / "exp", max_steps=40, log_interval=10, lr=1e-2, save_every_steps=0),
-                         model, None,
-                         sampler, valid)
+    trainer = GanTrainer(trainer_args(tmp_path / "exp", max_steps=40, log_interval=10, lr=1e-2, save_every_steps=0,
+                                      use_amp=amp), model, None, sampler, valid)
+    assert trainer.use_amp == (amp == "true")
     before = trainer.validate()
     trainer.run()
     after = trainer.validate()

@@ -25,6 +25,7 @@ from zipper.train.trainer import parameter_report
 from zipper.utils.atomic import atomic_write_json, mark_done, read_json
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, str2bool, yaml_value
 from zipper.utils.log import log_run_header
+from zipper.utils.precision import amp_mode
 from zipper.utils.provenance import ProvenanceError
 from zipper.vocoder.data import (SegmentSampler, VocoderUtt, load_utterances, most_audio_speaker,
                                  speaker_durations)
@@ -98,6 +99,9 @@ def get_parser():
     train.add_argument("--lambda_dur", type=float, default=1.0, help="weight of the duration loss")
     train.add_argument("--discriminator_start_steps", type=int, default=0,
                        help="updates on the mel (+ duration) loss alone before the discriminator joins")
+    train.add_argument("--use_amp", type=amp_mode, default="false",
+                       help="bf16 autocast for the WORLD vocoder (auto: where it pays, a GPU or a CPU with AMX; "
+                            "on other CPUs bf16 is slower than fp32)")
     train.add_argument("--num_threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
     train.add_argument("--log_interval", type=positive_int, default=50, help="updates between progress lines")
     train.add_argument("--valid_interval", type=int, default=500, help="updates between validations (0: at the end)")
@@ -178,6 +182,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ValueError("--ngpu 1 but torch sees no GPU (use --ngpu 0 for the CPU)")
     if args.parallel_units and not (args.parallel_audio and args.parallel_centroids):
         raise ValueError("--parallel_units needs --parallel_audio and --parallel_centroids")
+    args.use_amp = amp_mode(args.use_amp)  # a config's YAML bool
+    if args.use_amp == "true" and args.vocoder != "world":
+        raise ValueError("--use_amp true is for --vocoder world (the HiFi-GAN trains in fp32; auto leaves it so)")
     if args.parallel_units and args.vocoder != "world":
         raise ValueError("--parallel_units is for --vocoder world (a HiFi-GAN learns the warped audio's samples)")
     output_dir = Path(args.output_dir)
@@ -233,8 +240,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     final = state.valid[-1]["valid"] if state.valid else trainer.validate()
     metric = "feat" if args.vocoder == "world" else "mel"
     scores = {"vocoder": args.vocoder, f"valid_{metric}_l1": final[metric], "valid_dur_mse": final["dur"],
-              "steps": state.step, "target_speaker": target, "train_speakers": args.train_speakers,
-              "model": path.name}
+              "steps": state.step, "precision": "bf16" if trainer.use_amp else "fp32", "target_speaker": target,
+              "train_speakers": args.train_speakers, "model": path.name}
     atomic_write_json(output_dir / "scores.json", scores)
     mark_done(output_dir, info=scores)
     print(f"{output_dir}: {path.name} after {state.step} updates; valid {metric} L1 {final[metric]:.3f}, "

@@ -28,6 +28,7 @@ from torch import nn
 
 from zipper.train.trainer import StatSums, atomic_save, fmt
 from zipper.utils.atomic import atomic_path, atomic_write_json
+from zipper.utils.precision import resolve_amp
 from zipper.vocoder.data import SegmentSampler, dedup_batch
 from zipper.vocoder.model import DURATION_OFFSET
 
@@ -61,6 +62,9 @@ class GanTrainer:
         self.model = model.to(self.device)
         self.discriminator = discriminator.to(self.device) if discriminator is not None else None
         self.train, self.valid = train, valid
+        # bf16 autocast for the WORLD network's forward pass (its losses stay fp32); not for the HiFi-GAN
+        self.use_amp = discriminator is None and resolve_amp(args.use_amp, self.device)
+        logger.info("training precision: %s", "bf16 autocast" if self.use_amp else "fp32")
         self.mel_loss = MelSpectrogramLoss(fs=args.fs, **dict(DEFAULT_MEL_LOSS, **(args.mel_loss_conf or {})))
         self.mel_loss.to(self.device)
         self.adv_loss = GeneratorAdversarialLoss(loss_type="mse")
@@ -131,8 +135,10 @@ class GanTrainer:
         lengths = batch["lengths"]  # (B,) real frames: short utterances are padded
         masked = lengths.to(self.device) if int(lengths.min()) < units.shape[1] else None  # None: no padding
         self.model.train()
-        losses = self.model.feature_loss(self.model(units, speakers, masked), feats, masked)
-        dur = self.duration_loss(units, speakers, lengths)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            predicted = self.model(units, speakers, masked)  # (B, T * ratio, dim)
+            dur = self.duration_loss(units, speakers, lengths).float()
+        losses = self.model.feature_loss(predicted.float(), feats, masked)
         loss = sum(losses.values()) + self.args.lambda_dur * dur
         self.optim_g.zero_grad(set_to_none=True)
         loss.backward()
