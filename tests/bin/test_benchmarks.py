@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zipper.bin import benchmark_towers, benchmark_units
+import pytest
+
+from zipper.bin import benchmark_towers, benchmark_units, benchmark_vocoder
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,3 +46,18 @@ def test_benchmark_units_on_generated_audio(tmp_path, capsys):
     row = next(line for line in out.splitlines() if line.startswith("3 unit encoder states"))
     assert float(row.split()[5]) > 0  # its wall-clock h/min
     assert (tmp_path / "encoded" / "encoded" / ".done").exists()
+
+
+def test_benchmark_vocoder_times_a_world_preset(tmp_path, capsys):
+    preset = tmp_path / "vocoder_tiny.yaml"
+    preset.write_text("vocoder: world\nsegment_frames: 8\nbatch_size: 2\nembed_dim: 8\nspk_embed_dim: 4\n"
+                      "world_conf: {n_sp: 8}\nencoder_conf: {channels: 16, layers: 1, attention_layers: 1, "
+                      "attention_heads: 2}\nduration_conf: {n_layers: 1, n_chans: 8}\nmax_steps: 600\n")
+    rows = benchmark_vocoder.main(["--preset", str(preset), "--n_units", "12", "--steps", "1", "--warmup", "1",
+                                   "--dtypes", "float32,bfloat16"])
+    out = capsys.readouterr().out
+    assert [r["dtype"] for r in rows] == ["float32", "bfloat16"] and "--use_amp auto here" in out
+    assert all(r["step_s"] > 0 and abs(r["train_min"] - 600 * r["step_s"] / 60) < 1e-9 for r in rows)
+    (tmp_path / "hifigan.yaml").write_text("vocoder: hifigan\n")
+    with pytest.raises(ValueError, match="hifigan.yaml: times WORLD vocoders only"):
+        benchmark_vocoder.main(["--preset", str(tmp_path / "hifigan.yaml")])
