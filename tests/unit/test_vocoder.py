@@ -97,7 +97,7 @@ def trainer_args(out: Path, **kw) -> argparse.Namespace:
     args = dict(output_dir=str(out), ngpu=0, fs=16000, mel_loss_conf={"n_fft": 512, "hop_length": 160, "n_mels": 40},
                 lr=5e-3, discriminator_lr=0.0, betas=[0.8, 0.99], weight_decay=0.0, lr_decay=1.0, grad_clip=10.0,
                 lambda_mel=45.0, lambda_adv=1.0, lambda_fm=2.0, lambda_dur=1.0, discriminator_start_steps=1000,
-                max_steps=4, log_interval=2, valid_interval=0, save_every_steps=2, resume=True, use_amp="false")
+                max_steps=4, log_interval=2, valid_interval=0, save_every_steps=2, resume=True, use_amp=False)
     args.update(kw)
     return argparse.Namespace(**args)
 

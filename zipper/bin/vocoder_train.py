@@ -99,7 +99,7 @@ def get_parser():
     train.add_argument("--lambda_dur", type=float, default=1.0, help="weight of the duration loss")
     train.add_argument("--discriminator_start_steps", type=int, default=0,
                        help="updates on the mel (+ duration) loss alone before the discriminator joins")
-    train.add_argument("--use_amp", type=amp_mode, default="false",
+    train.add_argument("--use_amp", type=amp_mode, default=False,
                        help="bf16 autocast for the WORLD vocoder (auto: where it pays, a GPU or a CPU with AMX; "
                             "on other CPUs bf16 is slower than fp32)")
     train.add_argument("--num_threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -183,7 +183,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.parallel_units and not (args.parallel_audio and args.parallel_centroids):
         raise ValueError("--parallel_units needs --parallel_audio and --parallel_centroids")
     args.use_amp = amp_mode(args.use_amp)  # a config's YAML bool
-    if args.use_amp == "true" and args.vocoder != "world":
+    if args.use_amp is True and args.vocoder != "world":
         raise ValueError("--use_amp true is for --vocoder world (the HiFi-GAN trains in fp32; auto leaves it so)")
     if args.parallel_units and args.vocoder != "world":
         raise ValueError("--parallel_units is for --vocoder world (a HiFi-GAN learns the warped audio's samples)")

@@ -6,9 +6,8 @@ Why not espnet2's Trainer (we keep ESPnet's habits, not its loop):
     epoch can be the whole run.  Here checkpoints are written to a temporary name and renamed, every
     `--save_every_steps` updates too, and a resumed run continues at the exact batch (same result as a run
     that was never interrupted: tested);
-  * it autocasts only through `torch.cuda.amp`, so `--use_amp` cannot reach bf16 on CPU (on this project's
-    2-core development CPU bf16 autocast turned out slower than fp32 for our tower sizes, so the CPU presets
-    leave it off, but the option works);
+  * it autocasts only through `torch.cuda.amp`, so `--use_amp` cannot reach bf16 on CPU (on CPUs without AMX
+    bf16 autocast is slower than fp32, with AMX faster: `--use_amp auto` takes it only where it pays);
   * its data pipeline needs ESPnet's collect_stats pass and shape files; ours batches in-memory token
     sequences by `--batch_bins` directly;
   * the performance work (torch.compile, no host syncs in the hot loop) needs the loop in our hands.
@@ -37,6 +36,7 @@ from torch import nn
 
 from zipper.utils.atomic import atomic_path, atomic_write_json
 from zipper.utils.cli import positive_int, str2bool
+from zipper.utils.precision import amp_mode, resolve_amp
 
 logger = logging.getLogger(__name__)
 CHECKPOINT = "checkpoint.pth"
@@ -69,8 +69,9 @@ def add_trainer_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--scheduler", default="warmup_cosine", choices=["constant", "warmup", "warmup_cosine"],
                        help="learning-rate schedule (warmup: linear warmup then constant)")
     group.add_argument("--warmup_steps", type=int, default=100, help="linear warmup updates")
-    group.add_argument("--use_amp", type=str2bool, default=False,
-                       help="mixed precision (bf16 autocast on CPU and GPU; fp16 + loss scaling with --amp_dtype)")
+    group.add_argument("--use_amp", type=amp_mode, default=False,
+                       help="mixed precision (bf16 autocast on CPU and GPU; fp16 + loss scaling with --amp_dtype); "
+                            "auto: where bf16 pays, a GPU or a CPU with AMX (zipper/utils/precision.py)")
     group.add_argument("--amp_dtype", default="bfloat16", choices=["bfloat16", "float16"], help="autocast dtype")
     group.add_argument("--compile", type=str2bool, default=False, help="torch.compile the model")
     group.add_argument("--num_threads", type=int, default=0, help="CPU threads for torch (0: torch's default)")
@@ -204,7 +205,10 @@ class Trainer:
         args.total_steps = self.total_steps()
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, lr_lambda(args))
         self.amp_dtype = getattr(torch, args.amp_dtype)
-        self.scaler = (torch.amp.GradScaler("cuda") if args.use_amp and self.amp_dtype == torch.float16
+        self.use_amp = resolve_amp(args.use_amp, self.device)
+        if self.use_amp:
+            logger.info("training precision: %s autocast", args.amp_dtype)
+        self.scaler = (torch.amp.GradScaler("cuda") if self.use_amp and self.amp_dtype == torch.float16
                        and self.device.type == "cuda" else None)
         self.state = TrainState()
         self.forward_model: nn.Module = self.model
@@ -284,7 +288,7 @@ class Trainer:
             cursor += 1
 
     def autocast(self):
-        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.args.use_amp)
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.use_amp)
 
     def to_device(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v for k, v in batch.items()}

@@ -13,18 +13,17 @@ import argparse
 
 import torch
 
-AMP_CHOICES = ("true", "false", "auto")
+def amp_mode(value) -> bool | str:
+    """An option value (a string from the command line, or a YAML bool from a config) -> True, False or 'auto'.
 
-
-def amp_mode(value) -> str:
-    """An option value (a string from the command line, or a YAML bool from a config) -> 'true'|'false'|'auto'."""
+    true/false stay bools, so that a config.yaml written before 'auto' existed still reads as the same options."""
     if isinstance(value, bool):
-        return "true" if value else "false"
+        return value
     lowered = str(value).lower()
     if lowered in ("true", "yes", "1"):
-        return "true"
+        return True
     if lowered in ("false", "no", "0"):
-        return "false"
+        return False
     if lowered == "auto":
         return "auto"
     raise argparse.ArgumentTypeError(f"expected true, false or auto, got {value!r}")
@@ -46,7 +45,7 @@ def resolve_amp(mode, device: torch.device) -> bool:
     """True: train under bf16 autocast on `device`."""
     mode = amp_mode(mode)
     if mode != "auto":
-        return mode == "true"
+        return mode
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported()
     return device.type == "cpu" and cpu_has_amx()
