@@ -1,7 +1,7 @@
 """Whether to train in bf16 autocast: `--use_amp true|false|auto`.
 
 On a CPU, bf16 pays only where the matrix units run it natively.  Measured on this project's 2-core Xeons: one
-with AVX512-BF16 but no AMX ran a bf16 matmul at 0.06 TFLOP/s per thread against 0.13-0.17 in fp32
+with AVX512-BF16 (presumably without AMX) ran a bf16 matmul at 0.06 TFLOP/s per thread against 0.13-0.17 in fp32
 (docs/performance.md, item 8), while a Xeon with AMX tiles ran it at 1.6 TFLOP/s on 2 threads against 0.30
 (and the WORLD vocoder's update 1.8x faster, docs/vocoder.md V15).  So `auto` means: bf16 on a GPU that
 supports it and on a CPU with AMX, fp32 anywhere else.
@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 
 import torch
+
 
 def amp_mode(value) -> bool | str:
     """An option value (a string from the command line, or a YAML bool from a config) -> True, False or 'auto'.
