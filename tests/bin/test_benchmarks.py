@@ -52,7 +52,8 @@ def test_benchmark_vocoder_times_a_world_preset(tmp_path, capsys):
     preset = tmp_path / "vocoder_tiny.yaml"
     preset.write_text("vocoder: world\nsegment_frames: 8\nbatch_size: 2\nembed_dim: 8\nspk_embed_dim: 4\n"
                       "world_conf: {n_sp: 8}\nencoder_conf: {channels: 16, layers: 1, attention_layers: 1, "
-                      "attention_heads: 2}\nduration_conf: {n_layers: 1, n_chans: 8}\nmax_steps: 600\n")
+                      "attention_heads: 2}\nduration_conf: {n_layers: 1, n_chans: 8}\nmax_steps: 600\n"
+                      "use_amp: auto\n")  # as conf/vocoder_s.yaml: each row's dtype replaces it
     rows = benchmark_vocoder.main(["--preset", str(preset), "--n_units", "12", "--steps", "1", "--warmup", "1",
                                    "--dtypes", "float32,bfloat16"])
     out = capsys.readouterr().out

@@ -27,10 +27,10 @@ from zipper.utils.benchmark import REPO, matmul_peak, n_params, timed
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int
 from zipper.utils.log import environment
 from zipper.utils.precision import cpu_has_amx, resolve_amp
+from zipper.vocoder.inference import build_vocoder
 from zipper.vocoder.train import GanTrainer
-from zipper.vocoder.world import WorldVocoder
 
-TRAINER_DEFAULTS = dict(ngpu=0, fs=16000, mel_loss_conf={}, lr=1e-3, discriminator_lr=0.0, betas=[0.9, 0.99],
+TRAINER_DEFAULTS = dict(vocoder="world", ngpu=0, fs=16000, mel_loss_conf={}, lr=1e-3, discriminator_lr=0.0, betas=[0.9, 0.99],
                         weight_decay=0.0, lr_decay=1.0, grad_clip=5.0, lambda_dur=1.0, segment_frames=64,
                         batch_size=16, max_steps=8000)
 
@@ -51,9 +51,10 @@ def get_parser():
 def preset_args(path: str, amp: bool, output_dir: str) -> argparse.Namespace:
     with open(path, encoding="utf-8") as f:
         preset = yaml.safe_load(f) or {}
-    if preset.get("vocoder", "world") != "world":
-        raise ValueError(f"{path}: times WORLD vocoders only (vocoder: {preset['vocoder']})")
-    return argparse.Namespace(**dict(TRAINER_DEFAULTS, **preset, use_amp=amp, output_dir=output_dir))
+    conf = argparse.Namespace(**{**TRAINER_DEFAULTS, **preset, "use_amp": amp, "output_dir": output_dir})
+    if conf.vocoder != "world":
+        raise ValueError(f"{path}: times WORLD vocoders only (vocoder: {conf.vocoder})")
+    return conf
 
 
 def main(argv: Sequence[str] | None = None) -> list[dict]:
@@ -73,9 +74,8 @@ def main(argv: Sequence[str] | None = None) -> list[dict]:
         with tempfile.TemporaryDirectory() as tmp:
             conf = preset_args(args.preset, amp, tmp)
             torch.manual_seed(0)
-            model = WorldVocoder(args.n_units, args.hop, conf.fs, embed_dim=conf.embed_dim,
-                                 spk_embed_dim=conf.spk_embed_dim, world_conf=conf.world_conf,
-                                 encoder_conf=conf.encoder_conf, duration_conf=conf.duration_conf)
+            model = build_vocoder(conf, {"speakers": ["target"], "n_units": args.n_units, "hop_length": args.hop,
+                                         "fs": conf.fs})
             trainer = GanTrainer(conf, model, None, None, [])
             frames = conf.segment_frames
             batch = {"units": torch.randint(0, args.n_units, (conf.batch_size, frames)),

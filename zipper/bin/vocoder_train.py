@@ -182,7 +182,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise ValueError("--ngpu 1 but torch sees no GPU (use --ngpu 0 for the CPU)")
     if args.parallel_units and not (args.parallel_audio and args.parallel_centroids):
         raise ValueError("--parallel_units needs --parallel_audio and --parallel_centroids")
-    args.use_amp = amp_mode(args.use_amp)  # a config's YAML bool
     if args.use_amp is True and args.vocoder != "world":
         raise ValueError("--use_amp true is for --vocoder world (the HiFi-GAN trains in fp32; auto leaves it so)")
     if args.parallel_units and args.vocoder != "world":

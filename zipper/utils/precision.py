@@ -3,7 +3,7 @@
 On a CPU, bf16 pays only where the matrix units run it natively.  Measured on this project's 2-core Xeons: one
 with AVX512-BF16 (presumably without AMX) ran a bf16 matmul at 0.06 TFLOP/s per thread against 0.13-0.17 in fp32
 (docs/performance.md, item 8), while a Xeon with AMX tiles ran it at 1.6 TFLOP/s on 2 threads against 0.30
-(and the WORLD vocoder's update 1.8x faster, docs/vocoder.md V15).  So `auto` means: bf16 on a GPU that
+(and the WORLD vocoder's update 1.7x faster, docs/vocoder.md V15).  So `auto` means: bf16 on a GPU that
 supports it and on a CPU with AMX, fp32 anywhere else.
 """
 
@@ -13,6 +13,8 @@ import argparse
 
 import torch
 
+from zipper.utils.cli import str2bool
+
 
 def amp_mode(value) -> bool | str:
     """An option value (a string from the command line, or a YAML bool from a config) -> True, False or 'auto'.
@@ -20,14 +22,12 @@ def amp_mode(value) -> bool | str:
     true/false stay bools, so that a config.yaml written before 'auto' existed still reads as the same options."""
     if isinstance(value, bool):
         return value
-    lowered = str(value).lower()
-    if lowered in ("true", "yes", "1"):
-        return True
-    if lowered in ("false", "no", "0"):
-        return False
-    if lowered == "auto":
+    if str(value).lower() == "auto":
         return "auto"
-    raise argparse.ArgumentTypeError(f"expected true, false or auto, got {value!r}")
+    try:
+        return str2bool(value)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected true, false or auto, got {value!r}") from None
 
 
 def cpu_has_amx() -> bool:
