@@ -30,9 +30,9 @@ from zipper.utils.precision import cpu_has_amx, resolve_amp
 from zipper.vocoder.inference import build_vocoder
 from zipper.vocoder.train import GanTrainer
 
-TRAINER_DEFAULTS = dict(vocoder="world", ngpu=0, fs=16000, mel_loss_conf={}, lr=1e-3, discriminator_lr=0.0, betas=[0.9, 0.99],
-                        weight_decay=0.0, lr_decay=1.0, grad_clip=5.0, lambda_dur=1.0, segment_frames=64,
-                        batch_size=16, max_steps=8000)
+TRAINER_DEFAULTS = dict(vocoder="world", ngpu=0, fs=16000, mel_loss_conf={}, lr=1e-3, discriminator_lr=0.0,
+                        betas=[0.9, 0.99], weight_decay=0.0, lr_decay=1.0, grad_clip=5.0, lambda_dur=1.0,
+                        segment_frames=64, batch_size=16, max_steps=8000)
 
 
 def get_parser():
