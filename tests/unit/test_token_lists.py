@@ -61,6 +61,19 @@ def test_sentencepiece_ids_index_the_token_list(tmp_path):
     assert ASR not in tok.encode("<asr> dog")  # task tags are control symbols: text never produces them
 
 
+def test_char_tokenizer_keeps_every_character_or_says_which_it_drops(tmp_path):
+    n_chars = len(set("".join(SENTENCES)) - {" "}) + 1  # + the word boundary piece
+    train_sentencepiece(text_file(tmp_path), tmp_path / "c", vocab_size=NUM_SPECIAL + n_chars, model_type="char")
+    tok = TextTokenizer(tmp_path / "c")
+    assert len(tok) == NUM_SPECIAL + n_chars
+    assert tok.decode(tok.encode("a lazy fox")) == "a lazy fox"
+    assert len(tok.encode("a lazy fox")) == len("a lazy fox") + 1  # one piece per character, "▁" per word
+    with pytest.raises(ValueError, match=r"leaves out the characters '.+': vocab_size %d keeps them all"
+                       % (NUM_SPECIAL + n_chars)):
+        train_sentencepiece(text_file(tmp_path), tmp_path / "small", vocab_size=NUM_SPECIAL + 10, model_type="char")
+    assert not (tmp_path / "small" / "tokens.txt").exists()
+
+
 def test_tokenizer_is_deterministic_and_refuses_other_data(tmp_path):
     train_sentencepiece(text_file(tmp_path), tmp_path / "a", vocab_size=60, seed=3)
     train_sentencepiece(text_file(tmp_path), tmp_path / "b", vocab_size=60, seed=3)

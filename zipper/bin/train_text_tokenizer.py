@@ -9,6 +9,7 @@ import logging
 from typing import Sequence
 
 from zipper.tokens.text_tokenizer import train_sentencepiece
+from zipper.tokens.token_list import TokenList
 from zipper.utils.cli import make_parser, parse_and_setup, positive_int, run_main, str2bool
 from zipper.utils.provenance import ProvenanceError
 
@@ -36,7 +37,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     prov = train_sentencepiece(args.text, args.out_dir, args.vocab_size, args.model_type, args.character_coverage,
                                args.seed, args.max_sentences, args.num_threads, args.force)
     logger.info("%s: sentencepiece %s, %d tokens, trained on %s (data hash %s)", args.out_dir, prov["model_type"],
-                prov["vocab_size"], prov["train_text"], prov["train_data_hash"])
+                len(TokenList(args.out_dir)), prov["train_text"], prov["train_data_hash"])
 
 
 if __name__ == "__main__":

@@ -94,10 +94,11 @@ def decode_batch(model, tokenizer, train_args, configs: dict[str, SearchConfig],
     from zipper.inference.decoders import allowed_tokens, decode_vocab_expansion, decode_zipper
     from zipper.models.zipper import Segment
 
+    constraints = {"text": text_constraint(tokenizer, configs["text"])} if configs["text"].lexicon else {}
     if train_args.model == "vocab_expansion":
         rows = [torch.from_numpy(r).to(device) for r in (speech if task == "asr" else text)]
         modality = "text" if task == "asr" else "speech"
-        return {modality: decode_vocab_expansion(model, task, rows, configs[modality])}
+        return {modality: decode_vocab_expansion(model, task, rows, configs[modality], constraints.get("text"))}
     speech_tokens, speech_lengths = pad_batch(speech, 0)  # (B, S), (B,)
     text_tokens, text_lengths = pad_batch(text, tokenizer.pad_id)  # (B, T), (B,)
     if task == "asr":
@@ -112,10 +113,20 @@ def decode_batch(model, tokenizer, train_args, configs: dict[str, SearchConfig],
     allowed = {"text": allowed_tokens(text_vocab, first_text, text_vocab, [tokenizer.eos_id], device),
                "speech": allowed_tokens(speech_vocab, NUM_SPECIAL, speech_vocab, [EOS], device)}
     hyps = decode_zipper(model, inputs, outputs, configs, allowed, {"text": tokenizer.bos_id, "speech": BOS},
-                         {"text": tokenizer.eos_id, "speech": EOS}, step_mode=step_mode)
+                         {"text": tokenizer.eos_id, "speech": EOS}, step_mode=step_mode, constraints=constraints)
     if "speech" in hyps:
         hyps["speech"] = [[t - NUM_SPECIAL for t in h] for h in hyps["speech"]]
     return hyps
+
+
+def text_constraint(tokenizer, config: SearchConfig):
+    """The text search's lexicon (config.lexicon) over the tokenizer's pieces."""
+    from zipper.inference.lexicon import lexicon_constraint
+
+    if type(tokenizer).__name__ != "TextTokenizer":
+        raise ValueError(f"a lexicon ({config.lexicon}) needs the recipe's sentencepiece text tokenizer, "
+                         f"not {type(tokenizer).__name__}")
+    return lexicon_constraint(str(config.lexicon), tuple(tokenizer.token_list.tokens), tokenizer.eos_id, NUM_SPECIAL)
 
 
 def decode_rows(model, tokenizer, train_args, configs: dict[str, SearchConfig], speech: list[np.ndarray],

@@ -22,7 +22,7 @@ from typing import Optional, Sequence
 import torch
 
 from zipper.inference.graphs import DECODE_STEPS, StepRunner
-from zipper.inference.search import SearchConfig, run_search
+from zipper.inference.search import Constraint, SearchConfig, run_search
 from zipper.models.zipper import Memory, Segment, ZipperModel
 from zipper.tokens.token_list import NUM_SPECIAL
 
@@ -121,14 +121,17 @@ class ZipperDecoder:
 def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequence[str],
                   configs: dict[str, SearchConfig], allowed: dict[str, Optional[torch.Tensor]],
                   bos: dict[str, int], eos: dict[str, int], step_mode: str = "dynamic",
-                  cache: bool = True) -> dict[str, list[list[int]]]:
+                  cache: bool = True, constraints: Optional[dict[str, Constraint]] = None
+                  ) -> dict[str, list[list[int]]]:
     """Decode the output modalities in order after the input segments; returns token ids per modality.
 
     Beam search and several samples per input are for the last output modality (earlier ones decode greedily
     or with one sample, so that each row keeps one history to condition the next modality on).
     step_mode: how a cached step runs (module docstring).  cache=False: recompute everything at every step
     (ZipperRecomputeDecoder; one output modality) - only for measuring what the caches save.
+    constraints: per output modality, what may follow each row's generated ids (a lexicon for text).
     """
+    constraints = constraints or {}
     if not cache:
         if len(outputs) != 1:
             raise ValueError("uncached decoding is for one output modality")
@@ -137,7 +140,8 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
         decoder = ZipperRecomputeDecoder(model, inputs, modality)
         first = decoder.step(torch.full((inputs[0].tokens.shape[0], 1), bos[modality], dtype=torch.long,
                                         device=inputs[0].tokens.device))
-        return {modality: run_search(decoder, first, eos[modality], config, allowed.get(modality))}
+        return {modality: run_search(decoder, first, eos[modality], config, allowed.get(modality),
+                                     constraints.get(modality))}
     memory: dict[str, Memory] = {}
     for segment in inputs:
         _, recorded = model.run_segment(segment, memory, return_logits=False)
@@ -157,7 +161,7 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
         else:
             rows = batch
         first = decoder.step(torch.full((rows, 1), bos[modality], dtype=torch.long, device=device))
-        hyps = run_search(decoder, first, eos[modality], config, allowed.get(modality))
+        hyps = run_search(decoder, first, eos[modality], config, allowed.get(modality), constraints.get(modality))
         results[modality] = hyps
         if i < len(outputs) - 1:
             if config.method == "beam":
@@ -279,8 +283,8 @@ class VocabExpansionDecoder:
 
 
 @torch.no_grad()
-def decode_vocab_expansion(model, task: str, rows: Sequence[torch.Tensor], config: SearchConfig
-                           ) -> list[list[int]]:
+def decode_vocab_expansion(model, task: str, rows: Sequence[torch.Tensor], config: SearchConfig,
+                           constraint: Optional[Constraint] = None) -> list[list[int]]:
     """ASR: rows are speech-tower rows (<bos> u.. <eos>) -> text ids; TTS: text rows -> unit ids (0-based)."""
     device = rows[0].device
     vocab = model.vocab_size
@@ -299,7 +303,7 @@ def decode_vocab_expansion(model, task: str, rows: Sequence[torch.Tensor], confi
         index = torch.arange(len(rows), device=device).repeat_interleave(config.nbest)
         decoder.reorder(index)
         first = decoder.first_logits
-    hyps = run_search(decoder, first, eos, config, allowed)
+    hyps = run_search(decoder, first, eos, config, allowed, constraint if task == "asr" else None)
     if task == "tts":
         hyps = [[t - model.text_vocab for t in h] for h in hyps]
     return hyps

@@ -2,7 +2,9 @@
 
 A decoder has consumed its prompt and offers `step(tokens (B, 1)) -> logits (B, V)` for the next position and
 `reorder(index)` to follow beams or replicate rows; `first_logits` are the logits of the first token to
-generate.  `allowed` (V,) bool restricts what may be generated (no <pad>, no other modality's tokens).
+generate.  `allowed` (V,) bool restricts what may be generated (no <pad>, no other modality's tokens); a
+`constraint` maps each row's generated ids (N, t) to what may follow them, (N, V') with V' <= V (a lexicon:
+zipper/inference/lexicon.py).
 Rows that reached `eos` keep being fed `eos` (their outputs are ignored) so that a batch steps together.
 Greedy and sampling ask the device whether every row has ended (a host-device sync) only every
 `stop_check_every` steps; the tokens are the same whatever the interval, a few steps may be wasted at the end.
@@ -11,7 +13,7 @@ Greedy and sampling ask the device whether every row has ended (a host-device sy
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional, Protocol
+from typing import Callable, Optional, Protocol
 
 import torch
 
@@ -34,6 +36,10 @@ class SearchConfig:
     max_len: int = 256
     seed: int = 0
     stop_check_every: int = 0  # greedy/sample: steps between end checks (0: 1 on CPU, 8 on an accelerator)
+    lexicon: str = ""  # text: a Kaldi text file whose words are the only ones the search may spell ("": any)
+
+
+Constraint = Callable[[torch.Tensor], torch.Tensor]  # generated ids (N, t) -> allowed next ids (N, V' <= V)
 
 
 def check_interval(every: int, device: torch.device) -> int:
@@ -41,8 +47,18 @@ def check_interval(every: int, device: torch.device) -> int:
     return every if every > 0 else (1 if device.type == "cpu" else 8)
 
 
-def restrict(logits: torch.Tensor, allowed: Optional[torch.Tensor]) -> torch.Tensor:
-    return logits if allowed is None else logits.masked_fill(~allowed, float("-inf"))
+def restrict(logits: torch.Tensor, allowed: Optional[torch.Tensor], constraint: Optional[Constraint] = None,
+             history: Optional[torch.Tensor] = None) -> torch.Tensor:
+    if allowed is not None:
+        logits = logits.masked_fill(~allowed, float("-inf"))
+    if constraint is not None:
+        if history is None:
+            history = torch.zeros(logits.shape[0], 0, dtype=torch.long, device=logits.device)
+        ok = constraint(history)  # (N, V')
+        if ok.shape[1] < logits.shape[1]:
+            ok = torch.cat([ok, ok.new_zeros(ok.shape[0], logits.shape[1] - ok.shape[1])], dim=1)
+        logits = logits.masked_fill(~ok, float("-inf"))
+    return logits
 
 
 def trim(row: list[int], eos: int) -> list[int]:
@@ -50,8 +66,9 @@ def trim(row: list[int], eos: int) -> list[int]:
 
 
 def greedy(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, max_len: int,
-           allowed: Optional[torch.Tensor] = None, stop_check_every: int = 0) -> list[list[int]]:
-    logits = restrict(first_logits, allowed)
+           allowed: Optional[torch.Tensor] = None, stop_check_every: int = 0,
+           constraint: Optional[Constraint] = None) -> list[list[int]]:
+    logits = restrict(first_logits, allowed, constraint)
     done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
     every = check_interval(stop_check_every, logits.device)
     out = []
@@ -61,7 +78,7 @@ def greedy(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, ma
         done |= token == eos
         if step == max_len - 1 or ((step + 1) % every == 0 and bool(done.all())):
             break
-        logits = restrict(decoder.step(token[:, None]), allowed)
+        logits = restrict(decoder.step(token[:, None]), allowed, constraint, torch.stack(out, dim=1))
     tokens = torch.stack(out, dim=1).tolist()
     return [trim(row, eos) for row in tokens]
 
@@ -79,10 +96,10 @@ def filter_logits(logits: torch.Tensor, top_k: int, top_p: float) -> torch.Tenso
 
 
 def sample(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
-           allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
+           allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None) -> list[list[int]]:
     """One sample per row (replicate rows beforehand for several samples per input)."""
     generator = torch.Generator(device=first_logits.device).manual_seed(config.seed)
-    logits = restrict(first_logits, allowed)
+    logits = restrict(first_logits, allowed, constraint)
     done = torch.zeros(logits.shape[0], dtype=torch.bool, device=logits.device)
     every = check_interval(config.stop_check_every, logits.device)
     out = []
@@ -93,18 +110,18 @@ def sample(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, co
         done |= token == eos
         if step == config.max_len - 1 or ((step + 1) % every == 0 and bool(done.all())):
             break
-        logits = restrict(decoder.step(token[:, None]), allowed)
+        logits = restrict(decoder.step(token[:, None]), allowed, constraint, torch.stack(out, dim=1))
     tokens = torch.stack(out, dim=1).tolist()
     return [trim(row, eos) for row in tokens]
 
 
 def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
-                allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
+                allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None) -> list[list[int]]:
     """Best hypothesis per row; the decoder's rows are expanded to B * beam (reorder) inside."""
     b, v = first_logits.shape
     k = config.beam_size
     device = first_logits.device
-    logp = restrict(first_logits, allowed).float().log_softmax(-1)  # (B, V)
+    logp = restrict(first_logits, allowed, constraint).float().log_softmax(-1)  # (B, V)
     scores, tokens = logp.topk(k, dim=-1)  # (B, k)
     decoder.reorder(torch.arange(b, device=device).repeat_interleave(k))
     history = tokens.reshape(b * k, 1)
@@ -123,7 +140,7 @@ def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: in
         if all(len(f) >= k for f in finished) or bool(torch.isinf(alive).all()):
             break
         last = history[:, -1:].masked_fill(history[:, -1:] == eos, eos)
-        logp = restrict(decoder.step(last), allowed).float().log_softmax(-1)  # (B*k, V)
+        logp = restrict(decoder.step(last), allowed, constraint, history).float().log_softmax(-1)  # (B*k, V)
         total = (alive[:, None] + logp).reshape(b, k * v)
         scores, flat = total.topk(k, dim=-1)  # (B, k)
         parent = flat // v + (torch.arange(b, device=device) * k)[:, None]
@@ -146,11 +163,11 @@ def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: in
 
 
 def run_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
-               allowed: Optional[torch.Tensor] = None) -> list[list[int]]:
+               allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None) -> list[list[int]]:
     if config.method == "greedy":
-        return greedy(decoder, first_logits, eos, config.max_len, allowed, config.stop_check_every)
+        return greedy(decoder, first_logits, eos, config.max_len, allowed, config.stop_check_every, constraint)
     if config.method == "beam":
-        return beam_search(decoder, first_logits, eos, config, allowed)
+        return beam_search(decoder, first_logits, eos, config, allowed, constraint)
     if config.method == "sample":
-        return sample(decoder, first_logits, eos, config, allowed)
+        return sample(decoder, first_logits, eos, config, allowed, constraint)
     raise ValueError(f"unknown search method '{config.method}' (greedy, beam, sample)")

@@ -59,6 +59,13 @@ def train_sentencepiece(text_file: str | os.PathLike, out_dir: str | os.PathLike
             os.replace(Path(tmp) / "m.model", dst)
     sp = spm.SentencePieceProcessor(model_file=str(out_dir / MODEL_FILE))
     tokens = [sp.id_to_piece(i) for i in range(sp.get_piece_size())]
+    if model_type == "char":
+        # A char model's vocab_size only truncates: characters beyond it would silently become <unk>.
+        missing = sorted(c for c in set("".join(sentences)) - {" "} if sp.unk_id() in sp.encode(c))
+        if missing:
+            (out_dir / MODEL_FILE).unlink()
+            raise ValueError(f"{text_file}: a char tokenizer of vocab_size {vocab_size} leaves out the characters "
+                             f"{''.join(missing)!r}: vocab_size {len(tokens) + len(missing)} keeps them all")
     provenance["model_hash"] = hash_file(out_dir / MODEL_FILE)
     write_token_list(out_dir, tokens, provenance, force=True)
     return provenance
