@@ -141,7 +141,7 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
         first = decoder.step(torch.full((inputs[0].tokens.shape[0], 1), bos[modality], dtype=torch.long,
                                         device=inputs[0].tokens.device))
         return {modality: run_search(decoder, first, eos[modality], config, allowed.get(modality),
-                                     constraints.get(modality))}
+                                     constraints.get(modality), inputs[0].lengths.tolist())}
     memory: dict[str, Memory] = {}
     for segment in inputs:
         _, recorded = model.run_segment(segment, memory, return_logits=False)
@@ -161,7 +161,8 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
         else:
             rows = batch
         first = decoder.step(torch.full((rows, 1), bos[modality], dtype=torch.long, device=device))
-        hyps = run_search(decoder, first, eos[modality], config, allowed.get(modality), constraints.get(modality))
+        hyps = run_search(decoder, first, eos[modality], config, allowed.get(modality), constraints.get(modality),
+                          inputs[0].lengths.tolist())
         results[modality] = hyps
         if i < len(outputs) - 1:
             if config.method == "beam":
@@ -303,7 +304,8 @@ def decode_vocab_expansion(model, task: str, rows: Sequence[torch.Tensor], confi
         index = torch.arange(len(rows), device=device).repeat_interleave(config.nbest)
         decoder.reorder(index)
         first = decoder.first_logits
-    hyps = run_search(decoder, first, eos, config, allowed, constraint if task == "asr" else None)
+    hyps = run_search(decoder, first, eos, config, allowed, constraint if task == "asr" else None,
+                      [len(r) for r in rows])
     if task == "tts":
         hyps = [[t - model.text_vocab for t in h] for h in hyps]
     return hyps

@@ -57,6 +57,10 @@ class LexiconConstraint:
         if key not in self._masks:
             complete = begun and partial in self.words
             allowed = torch.zeros(len(self.pieces), dtype=torch.bool)
+            if partial not in self.prefixes:  # a beam that died (score -inf) picked anything: let it just end
+                allowed[self.eos] = True
+                self._masks[key] = allowed
+                return allowed
             for token in range(self.first_piece, len(self.pieces)):
                 piece = self.pieces[token]
                 if piece.startswith(WORD_BOUNDARY):  # a new word: the current one must be whole (or none yet)

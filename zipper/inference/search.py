@@ -13,7 +13,8 @@ Greedy and sampling ask the device whether every row has ended (a host-device sy
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional, Protocol
+import math
+from typing import Callable, Optional, Protocol, Sequence
 
 import torch
 
@@ -37,6 +38,7 @@ class SearchConfig:
     seed: int = 0
     stop_check_every: int = 0  # greedy/sample: steps between end checks (0: 1 on CPU, 8 on an accelerator)
     lexicon: str = ""  # text: a Kaldi text file whose words are the only ones the search may spell ("": any)
+    max_len_ratio: float = 0.0  # at most ratio x the input's length + 5 tokens (ESPnet's maxlenratio; 0: max_len)
 
 
 Constraint = Callable[[torch.Tensor], torch.Tensor]  # generated ids (N, t) -> allowed next ids (N, V' <= V)
@@ -116,8 +118,12 @@ def sample(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, co
 
 
 def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
-                allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None) -> list[list[int]]:
-    """Best hypothesis per row; the decoder's rows are expanded to B * beam (reorder) inside."""
+                allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None,
+                limits: Optional[Sequence[int]] = None) -> list[list[int]]:
+    """Best hypothesis per row; the decoder's rows are expanded to B * beam (reorder) inside.
+
+    limits: the most tokens per row (else config.max_len): a row stops there, taking its best ended hypothesis,
+    or its best alive one if none ended.  Without them one row whose beams keep spelling holds up the batch."""
     b, v = first_logits.shape
     k = config.beam_size
     device = first_logits.device
@@ -136,11 +142,21 @@ def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: in
         if bool(ended[row]):
             finished[row // k].append((penalised(float(alive[row]), 1), []))
     alive = alive.masked_fill(ended, float("-inf"))
+    limits = [config.max_len] * b if limits is None else [min(n, config.max_len) for n in limits]
     for step in range(1, config.max_len):
+        for i in range(b):
+            if limits[i] == step:
+                take_best_alive(finished[i], alive[i * k:(i + 1) * k], history[i * k:(i + 1) * k])
+                alive[i * k:(i + 1) * k] = float("-inf")
+            elif finished[i] and max(f[0] for f in finished[i]) >= penalised(float(alive[i * k:(i + 1) * k].max()),
+                                                                             limits[i]):
+                # log-probabilities only lower a sum: no alive beam can beat what ended, even at its longest
+                alive[i * k:(i + 1) * k] = float("-inf")
         if all(len(f) >= k for f in finished) or bool(torch.isinf(alive).all()):
             break
         last = history[:, -1:].masked_fill(history[:, -1:] == eos, eos)
         logp = restrict(decoder.step(last), allowed, constraint, history).float().log_softmax(-1)  # (B*k, V)
+        logp = logp.masked_fill(logp.isnan(), float("-inf"))  # a row with nothing allowed: topk ranks NaN first
         total = (alive[:, None] + logp).reshape(b, k * v)
         scores, flat = total.topk(k, dim=-1)  # (B, k)
         parent = flat // v + (torch.arange(b, device=device) * k)[:, None]
@@ -154,20 +170,30 @@ def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: in
         alive = scores.masked_fill(ended, float("-inf"))
     results = []
     for i in range(b):
-        if not finished[i]:  # nothing ended within max_len: take the best alive hypothesis
-            rows = alive[i * k:(i + 1) * k]
-            best = i * k + int(rows.argmax())
-            finished[i].append((float(rows.max()), history[best].tolist()))
+        take_best_alive(finished[i], alive[i * k:(i + 1) * k], history[i * k:(i + 1) * k])
         results.append(max(finished[i], key=lambda x: x[0])[1])
     return [trim(r, eos) for r in results]
 
 
+def take_best_alive(finished: list[tuple[float, list[int]]], alive: torch.Tensor, history: torch.Tensor) -> None:
+    """A row that must stop with nothing ended keeps its best alive hypothesis (alive (k,), history (k, t))."""
+    if not finished and not bool(torch.isinf(alive).all()):
+        finished.append((float(alive.max()), history[int(alive.argmax())].tolist()))
+
+
 def run_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
-               allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None) -> list[list[int]]:
+               allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None,
+               input_lengths: Optional[Sequence[int]] = None) -> list[list[int]]:
+    """input_lengths: per row, the length of what it is conditioned on (for config.max_len_ratio)."""
+    limits = None
+    if config.max_len_ratio > 0 and input_lengths is not None:
+        limits = [min(config.max_len, math.ceil(config.max_len_ratio * n) + 5) for n in input_lengths]
+    if config.method == "beam":
+        return beam_search(decoder, first_logits, eos, config, allowed, constraint, limits)
+    if limits:  # greedy and sampling step the batch together: the longest row's limit
+        config = dataclasses.replace(config, max_len=max(limits))
     if config.method == "greedy":
         return greedy(decoder, first_logits, eos, config.max_len, allowed, config.stop_check_every, constraint)
-    if config.method == "beam":
-        return beam_search(decoder, first_logits, eos, config, allowed, constraint)
     if config.method == "sample":
         return sample(decoder, first_logits, eos, config, allowed, constraint)
     raise ValueError(f"unknown search method '{config.method}' (greedy, beam, sample)")
