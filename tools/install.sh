@@ -165,7 +165,7 @@ s3prl_compat.ensure()  # must precede s3prl
 for name in ["torch", "torchaudio.compliance.kaldi", "kaldiio", "sentencepiece", "jiwer", "yaml", "soundfile",
              "faiss", "sklearn.cluster", "espnet2.tasks.abs_task", "espnet2.train.trainer",
              "s3prl.upstream.baseline.hubconf", "transformers", "zipper", "espnet2.gan_tts.hifigan",
-             "faster_whisper", "ctranslate2"]:
+             "faster_whisper", "ctranslate2", "flashlight.lib.text.decoder"]:
     importlib.import_module(name)
 from zipper.scoring.whisper_judge import packaged_model_available
 for model in ("base", "tiny.en"):

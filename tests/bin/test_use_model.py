@@ -32,7 +32,9 @@ from zipper.utils.provenance import ProvenanceError, read_provenance, write_prov
 REPO = Path(__file__).resolve().parents[2]
 CONF = REPO / "conf"
 MFCC20 = ["--upstream", "mfcc", "--upstream_conf", "{kaldi: {mfcc: {frame_shift: 20.0}}}"]
-DECODE = "{text: {method: beam, beam_size: 2, max_len: 12}, speech: {method: sample, top_k: 5, max_len: 30}}"
+# the text search keeps to the training text's words: a packed model must carry them (the path is the recipe dir's)
+DECODE = ("{text: {method: beam, beam_size: 2, max_len: 12, lexicon: data/train/text}, "
+          "speech: {method: sample, top_k: 5, max_len: 30}}")
 
 
 def stage(main, args):
@@ -90,10 +92,18 @@ def recipe(request, tmp_path_factory) -> Path:
                         "--train_audio", str(root / "dump/audio/train"), "--valid_units", str(units / "dev"),
                         "--valid_audio", str(root / "dump/audio/dev"), "--output_dir", str(root / "exp/vocoder_debug"),
                         *vocoder])
-    for task in ("asr", "tts"):  # stage 10
-        stage(zipper_inference.main, ["--exp_dir", str(root / "exp/zipper"), "--task", task, "--units_dir",
-                                      str(units / "test"), "--data_dir", str(data / "test"), "--output_dir",
-                                      str(root / f"exp/zipper/decode_{task}/test"), "--decode_config", DECODE])
+    cwd = os.getcwd()
+    os.chdir(root)  # stage 10 runs in the recipe dir
+    try:
+        for task in ("asr", "tts"):
+            stage(zipper_inference.main, ["--exp_dir", str(root / "exp/zipper"), "--task", task, "--units_dir",
+                                          str(units / "test"), "--data_dir", str(data / "test"), "--output_dir",
+                                          str(root / f"exp/zipper/decode_{task}/test"), "--decode_config", DECODE])
+    finally:
+        os.chdir(cwd)
+    words = {w for line in read_kv(data / "train/text").values() for w in line.split()}
+    assert {w for line in read_kv(root / "exp/zipper/decode_asr/test/text", allow_empty_value=True).values()
+            for w in line.split()} <= words
     vocoder_synthesize.main(["--vocoder_dir", str(root / "exp/vocoder_debug"), "--units_dir",
                              str(root / "exp/zipper/decode_tts/test")])  # stage 11
     return root
@@ -290,11 +300,11 @@ def test_the_vocabulary_expansion_baseline_packs_and_runs_too(recipe, tmp_path):
     km = next((recipe / "exp/kmeans").iterdir())
     model = tmp_path / "vocabexp.zip"
     pack.main(["--exp_dir", str(exp), "--kmeans_dir", str(km), "--vocoder_dir", str(recipe / "exp/vocoder_debug"),
-               "--decode_config", DECODE, "--output", str(model)])
+               "--decode_config", DECODE.replace("data/train/text", str(data / "train/text")), "--output", str(model)])
     with zipfile.ZipFile(model) as z:
         assert not any(n.startswith("towers/speech/") for n in z.namelist())
     wavs = list(read_kv(recipe / "dump/audio/test/wav.scp").values())
-    decode = {"text": {"method": "beam", "beam_size": 2, "max_len": 12}}
+    decode = {"text": {"method": "beam", "beam_size": 2, "max_len": 12, "lexicon": str(data / "train/text")}}
     assert Speech2Text.from_pretrained(model)(wavs) == \
         Speech2Text.from_pretrained(exp, kmeans_dir=str(km), decode_config=decode)(wavs)
     speech = Text2Speech.from_pretrained(model)("the cat sat")

@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from zipper.scoring.unit_judge import (BLANK, CharVocabulary, JudgeBatches, JudgeConfig, UnitCTCJudge,
-                                       normalised_targets, transcribe_all)
+from zipper.data.kaldi_dir import write_kv
+from zipper.scoring.unit_judge import (BLANK, CharVocabulary, JudgeBatches, JudgeConfig, LexiconCTCDecoder,
+                                       UnitCTCJudge, lexicon_decoder, normalised_targets, transcribe_all)
 from zipper.scoring.wer import Normalizer
 
 
@@ -35,6 +36,25 @@ def test_greedy_ctc_merges_repeats_and_drops_blanks(monkeypatch):
     monkeypatch.setattr(model.ctc, "argmax", lambda hidden: best)
     out = model.transcribe(torch.zeros(2, 10, dtype=torch.long), torch.tensor([10, 6]))
     assert out == [[1, 1, 2, 3, 4], [2, 2, 3, 4]]  # the second row stops at its length (6 frames)
+
+
+def test_lexicon_holds_the_judge_to_known_words(tmp_path):
+    vocab = CharVocabulary.from_texts(["a cat on a dog"])
+    frames = ["c", "a", "g", "<space>", "d", "o", "g"]  # greedy reads "cag dog"; "t" is the runner-up at "g"
+    log_probs = torch.full((1, len(frames), len(vocab)), -6.0)
+    for t, symbol in enumerate(frames):
+        log_probs[0, t, vocab.index[symbol]] = -0.1
+    log_probs[0, 2, vocab.index["t"]] = -1.0
+    greedy = vocab.decode(log_probs[0].argmax(-1).tolist())
+    assert greedy == "cag dog"
+    lexicon = LexiconCTCDecoder(vocab, ["cat", "dog", "on", "a", "zebra"])  # "zebra" cannot be spelt: ignored
+    assert vocab.decode(lexicon(log_probs, torch.tensor([len(frames)]))[0]) == "cat dog"
+    write_kv(tmp_path / "text", {"u1": "A cat!", "u2": "a dog"})
+    assert lexicon_decoder({"lexicon": ""}, vocab) is None
+    assert sorted(lexicon_decoder({"lexicon": str(tmp_path / "text"), "normalizer": {}}, vocab).spellable) == [
+        "a", "cat", "dog"]  # normalised as the references are
+    with pytest.raises(ValueError, match="no word of the lexicon can be spelt"):
+        LexiconCTCDecoder(vocab, ["zebra"])
 
 
 def test_time_masks_hide_spans_inside_each_utterance_while_training_only(monkeypatch):

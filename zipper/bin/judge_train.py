@@ -18,7 +18,7 @@ import torch
 
 from zipper.data.kaldi_dir import read_kv
 from zipper.scoring.unit_judge import (CharVocabulary, JudgeBatches, JudgeConfig, UnitCTCJudge, add_ctc_data_arguments,
-                                       inventory_of, load_units, normalised_targets, transcribe_all)
+                                       inventory_of, lexicon_decoder, load_units, normalised_targets, transcribe_all)
 from zipper.scoring.wer import Normalizer, align, character_error_rate
 from zipper.train.experiment import begin_run
 from zipper.train.trainer import Trainer, add_trainer_arguments, parameter_report
@@ -37,6 +37,9 @@ def get_parser():
                        help="YAML dict of JudgeConfig fields (d_model, n_heads, d_ff, n_layers, conv_kernel, dropout)")
     group.add_argument("--dedup", type=str2bool, default=False,
                        help="collapse runs of repeated units (generated units are judged the same way)")
+    group.add_argument("--lexicon", default="",
+                       help="Kaldi text file whose words are the only ones the judge may read (a lexicon beam "
+                            "search over its CTC posteriors, here and wherever it judges); '': greedy spelling")
     add_trainer_arguments(parser)
     parser.set_defaults(max_epoch=20, batch_bins=12000, lr=2e-3, warmup_steps=200, keep_nbest_models=3)
     return parser
@@ -83,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     averaged = output_dir / "valid.loss.ave.pth"
     model.load_state_dict(torch.load(averaged, map_location=trainer.device))
     keys = list(valid_refs)
-    hyps = transcribe_all(model, vocab, dict(zip(keys, valid_units)), device=trainer.device)
+    hyps = transcribe_all(model, vocab, dict(zip(keys, valid_units)), device=trainer.device,
+                          lexicon=lexicon_decoder(vars(args), vocab))
     counts, _ = align(valid_refs, hyps, normalizer)
     scores = {"valid_units": args.valid_units, "model": averaged.name, "valid_wer": counts.wer,
               "valid_cer": character_error_rate(valid_refs, hyps), "utterances": len(keys),

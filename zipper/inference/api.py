@@ -172,6 +172,9 @@ class FusedModel:
         model, tokenizer, train_args = load_fused(files.fusion_dir, files.checkpoint, device,
                                                   files.towers_in_tower_files)
         speech = TokenList(train_args.speech_token_list).provenance
+        lexicon = (files.decode_config.get("text") or {}).get("lexicon")
+        if lexicon:  # read now: a packed model's files are gone once it is open (text_constraint keeps it)
+            text_constraint(tokenizer, SearchConfig(lexicon=lexicon))
         return cls(model, tokenizer, train_args, speech, files.decode_config, files.source, device)
 
     def configs(self, decode_config: dict[str, Any] | None, task: str, search: dict[str, Any]

@@ -80,7 +80,7 @@ class LexiconConstraint:
         return torch.stack(masks).to(history.device)  # (N, V)
 
 
-@functools.lru_cache(maxsize=4)
+@functools.lru_cache(maxsize=16)
 def lexicon_constraint(lexicon: str, pieces: tuple[str, ...], eos: int, first_piece: int) -> LexiconConstraint:
     """Built once per (word list, vocabulary): stage 10 decodes many batches with the same one."""
     return LexiconConstraint(pieces, read_words(lexicon), eos, first_piece)

@@ -43,6 +43,7 @@ logger = logging.getLogger(__name__)
 FORMAT = "zipper-model/1"
 MANIFEST = "manifest.json"
 DECODE_FILE = "decode.yaml"
+LEXICON_FILE = "lexicon.txt"  # the words the text search may spell (decode config's text.lexicon), if any
 CHECKPOINT = "valid.loss.ave.pth"
 PACKED_WEIGHTS = "model.pth"
 VOCODER_FILES = ("config.yaml", "vocoder.json")
@@ -125,7 +126,20 @@ def experiment_files(exp_dir: str | os.PathLike, checkpoint: str = CHECKPOINT, k
     km = Path(kmeans_dir) if kmeans_dir else find_kmeans_dir(exp, speech)
     vocoder = Path(vocoder_dir) if vocoder_dir else find_vocoder_dir(exp, speech)
     settings = decode_config if decode_config is not None else stage10_decode_config(exp)
-    return ModelFiles(exp, checkpoint, km, vocoder, vocoder_checkpoint, settings or {}, str(exp))
+    return ModelFiles(exp, checkpoint, km, vocoder, vocoder_checkpoint, with_lexicon_found(settings or {}, exp),
+                      str(exp))
+
+
+def with_lexicon_found(settings: dict[str, Any], exp: Path) -> dict[str, Any]:
+    """The text search's lexicon as a path that opens from anywhere: stage 10 names it from the recipe dir."""
+    lexicon = (settings.get("text") or {}).get("lexicon")
+    if not lexicon or Path(lexicon).is_absolute():
+        return settings
+    for candidate in (Path(lexicon), exp.resolve().parent.parent / lexicon):  # the recipe dir holds exp/<name>
+        if candidate.exists():
+            return {**settings, "text": {**settings["text"], "lexicon": str(candidate.resolve())}}
+    raise FileNotFoundError(f"the text search's lexicon {lexicon} of {exp} is missing (looked here and in the "
+                            f"recipe dir {exp.resolve().parent.parent})")
 
 
 # ---------------------------------------------------------------------------------------------------- packing
@@ -310,8 +324,14 @@ def _pack(files: ModelFiles, output: Path, require_vocoder: bool, tmp: Path) -> 
         raise FileNotFoundError(f"no vocoder trained on the units of {files.fusion_dir}: pass --vocoder_dir")
     else:
         logger.warning("no vocoder packed: the model will transcribe and decode units, but not speak")
-    packer.texts[DECODE_FILE] = yaml.safe_dump(files.decode_config or {}, sort_keys=True)
-    manifest["decode_config"] = files.decode_config or {}
+    settings = files.decode_config or {}
+    if (settings.get("text") or {}).get("lexicon"):  # only its words travel, as one Kaldi text line
+        from zipper.inference.lexicon import read_words
+
+        packer.texts[LEXICON_FILE] = "lexicon " + " ".join(sorted(read_words(settings["text"]["lexicon"]))) + "\n"
+        settings = {**settings, "text": {**settings["text"], "lexicon": LEXICON_FILE}}
+    packer.texts[DECODE_FILE] = yaml.safe_dump(settings, sort_keys=True)
+    manifest["decode_config"] = settings
     packer.write(output, manifest)
     return manifest
 
@@ -382,8 +402,11 @@ def resolve_paths(root: Path, manifest: dict[str, Any]) -> None:
 def packed_files(root: Path, manifest: dict[str, Any], source: str) -> ModelFiles:
     vocoder = root / "vocoder" if (root / "vocoder" / PACKED_WEIGHTS).exists() else None
     ckpt = root / manifest["upstream_ckpt"] if manifest.get("upstream_ckpt") else None
+    settings = read_yaml(root / DECODE_FILE)
+    if (settings.get("text") or {}).get("lexicon"):
+        settings["text"]["lexicon"] = str(root / settings["text"]["lexicon"])
     return ModelFiles(root / "model", PACKED_WEIGHTS, root / "kmeans", vocoder, PACKED_WEIGHTS,
-                      read_yaml(root / DECODE_FILE), source, manifest=manifest, upstream_ckpt=ckpt,
+                      settings, source, manifest=manifest, upstream_ckpt=ckpt,
                       towers_in_tower_files=bool(manifest.get("towers_in_tower_files")))
 
 

@@ -50,12 +50,12 @@ def judge_units_dir(units_scp: Path, judge_exp: Path, out_text: Path, device: st
     """Judge transcripts of a units.scp (cached in out_text; rewritten only when missing)."""
     if out_text.exists():
         return read_kv(out_text, allow_empty_value=True)
-    from zipper.scoring.unit_judge import load_judge, load_units, transcribe_all
+    from zipper.scoring.unit_judge import lexicon_decoder, load_judge, load_units, transcribe_all
 
     model, vocab, config = load_judge(judge_exp, device=device)
     units_dir = units_scp.parent.parent if units_scp.parent.name == "nbest" else units_scp.parent
     units = load_units(units_dir, dedup_runs=bool(config.get("dedup")), inventory=config["inventory"], scp=units_scp)
-    hyps = transcribe_all(model, vocab, units, device=device)
+    hyps = transcribe_all(model, vocab, units, device=device, lexicon=lexicon_decoder(config, vocab))
     write_kv(out_text, hyps)
     return hyps
 

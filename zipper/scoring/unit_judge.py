@@ -16,8 +16,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import tempfile
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 import kaldiio
 import numpy as np
@@ -136,9 +137,13 @@ class UnitCTCJudge(nn.Module):
         return loss, {"loss": loss.detach()}, count.detach()
 
     @torch.no_grad()
-    def transcribe(self, units: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
-        """Greedy CTC: best symbol per frame, repeats merged, blanks removed (ids, no <blank>)."""
+    def transcribe(self, units: torch.Tensor, lengths: torch.Tensor,
+                   lexicon: Optional["LexiconCTCDecoder"] = None) -> list[list[int]]:
+        """Greedy CTC: best symbol per frame, repeats merged, blanks removed (ids, no <blank>); with a lexicon,
+        the best spelling of its words instead (a beam search over the CTC posteriors)."""
         hidden, hidden_lengths = self.encode(units, lengths)
+        if lexicon is not None:
+            return lexicon(self.ctc.log_softmax(hidden), hidden_lengths)
         best = self.ctc.argmax(hidden)  # (B, T)
         out = []
         for row, n in zip(best.tolist(), hidden_lengths.tolist()):
@@ -149,6 +154,60 @@ class UnitCTCJudge(nn.Module):
                 previous = i
             out.append(ids)
         return out
+
+
+class LexiconCTCDecoder:
+    """CTC posteriors -> character ids that spell only the words of a word list.
+
+    torchaudio's flashlight lexicon decoder (a prefix-tree beam search, no language model): a judge that reads
+    "cat" as "cap" or "kat" is held to real words, as a recogniser with a pronunciation lexicon is.  The words
+    come from the recipe's unpaired text (its closed vocabulary), never from the transcripts being judged.
+    """
+
+    def __init__(self, vocab: CharVocabulary, words: Sequence[str], beam_size: int = 200):
+        from torchaudio.models.decoder import ctc_decoder
+
+        self.spellable = spellable = sorted({w for w in words if w and all(c in vocab.index for c in w)})
+        if not spellable:
+            raise ValueError("no word of the lexicon can be spelt with the judge's characters")
+        self.vocab = vocab
+        self._dir = tempfile.TemporaryDirectory()
+        path = Path(self._dir.name) / "lexicon.txt"
+        path.write_text("".join(f"{w}\t{' '.join(w)} {SPACE}\n" for w in spellable), encoding="utf-8")
+        self.decoder = ctc_decoder(lexicon=str(path), tokens=vocab.symbols, lm=None, beam_size=beam_size,
+                                   blank_token=BLANK, sil_token=SPACE, unk_word="<unk>")
+
+    def __call__(self, log_probs: torch.Tensor, lengths: torch.Tensor) -> list[list[int]]:
+        """log_probs (B, T, C), lengths (B,) -> ids (no <blank>) of each row's best word sequence."""
+        # A word is spelt with the boundary after it, which the last word has no frame for: one more frame,
+        # where only the boundary (or a blank) can be read, lets it end.
+        b, t, c = log_probs.shape
+        padded = torch.full((b, t + 1, c), float("-inf"))
+        padded[:, :t] = log_probs.float().cpu()
+        rows, ends = torch.arange(b), lengths.cpu().long()
+        padded[rows, ends, self.vocab.index[SPACE]] = 0.0
+        padded[rows, ends, self.vocab.index[BLANK]] = 0.0
+        hyps = self.decoder(padded, (ends + 1).int())
+        out = []
+        for row in hyps:
+            words = row[0].words if row else []
+            out.append(self.vocab.encode(" ".join(words))[0])
+        return out
+
+
+def read_lexicon(path: str | Path, normalizer: Normalizer) -> list[str]:
+    """The words of a Kaldi text file, normalised as the judge's references are."""
+    words = sorted({w for text in read_kv(path).values() for w in normalizer(text).split()})
+    if not words:
+        raise ValueError(f"{path}: no words for the judge's lexicon")
+    return words
+
+
+def lexicon_decoder(config: dict[str, Any], vocab: CharVocabulary) -> Optional[LexiconCTCDecoder]:
+    """The lexicon decoding a judge's config.yaml asks for (`lexicon`: a Kaldi text file), or None (greedy)."""
+    if not config.get("lexicon"):
+        return None
+    return LexiconCTCDecoder(vocab, read_lexicon(config["lexicon"], Normalizer(**(config.get("normalizer") or {}))))
 
 
 def pad_units(sequences: Sequence[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -187,7 +246,8 @@ class JudgeBatches:
 
 
 def transcribe_all(model: UnitCTCJudge, vocab: CharVocabulary, units: dict[str, np.ndarray],
-                   batch_size: int = 32, device: str | torch.device = "cpu") -> dict[str, str]:
+                   batch_size: int = 32, device: str | torch.device = "cpu",
+                   lexicon: Optional[LexiconCTCDecoder] = None) -> dict[str, str]:
     """Judge transcripts of many utterances, batched by length (order of the input kept in the output)."""
     model.eval()
     keys = sorted(units, key=lambda u: len(units[u]))
@@ -195,7 +255,7 @@ def transcribe_all(model: UnitCTCJudge, vocab: CharVocabulary, units: dict[str, 
     for start in range(0, len(keys), batch_size):
         chunk = keys[start:start + batch_size]
         padded, lengths = pad_units([units[u] if len(units[u]) else np.zeros(1, np.int64) for u in chunk])
-        for utt, ids in zip(chunk, model.transcribe(padded.to(device), lengths.to(device))):
+        for utt, ids in zip(chunk, model.transcribe(padded.to(device), lengths.to(device), lexicon)):
             out[utt] = vocab.decode(ids)
     return {u: out[u] for u in units}
 

@@ -91,7 +91,9 @@ whisper_model=base        # stage 11: Whisper judge (packaged base / tiny.en, or
 whisper_opts=""           # stage 11: extra whisper_transcribe options (--beam_size, --compute_type)
 judge_config=conf/judge_s.yaml  # stage 12: unit-level TTS judge preset (CTC over units; keys = judge_train options)
 judge_train_set=""        # stage 12: set the judge learns from (default: the largest of paired_train_sets)
-judge_tag=""              # stage 12: exp/judge_<tag> (default: preset name + k-means tag)
+judge_tag=""              # stage 12: exp/judge_<tag> (default: preset name + k-means tag, + _lex with a lexicon)
+judge_lexicon=""          # stage 12: a Kaldi text file whose words are the only ones the judge reads (a lexicon beam
+                          #   search over its CTC posteriors, e.g. data/<text_train_set>/text); "": greedy spelling
 results_file=RESULTS.md   # stage 12: where show_results writes the tables (generated, never hand-edited)
 # </options>
 
@@ -411,14 +413,15 @@ if run_stage 12; then
     km=$(km_tag)
     decode_tag=$(basename "${decode_config}" .yaml)
     [ -n "${judge_train_set}" ] || judge_train_set=${paired_main_set}
-    [ -n "${judge_tag}" ] || judge_tag=$(basename "${judge_config}" .yaml | sed 's/^judge_//')_${km}
+    [ -n "${judge_tag}" ] || judge_tag=$(basename "${judge_config}" .yaml | sed 's/^judge_//')_${km}${judge_lexicon:+_lex}
     judge_exp=${expdir}/judge_${judge_tag}
     log "Stage 12: scoring of ${decode_sets} (ASR WER; TTS by the unit judge ${judge_exp}) -> <decode dir>/score_*, ${results_file}"
     if [[ " ${decode_tasks} " == *" tts "* ]]; then
         train_once "${judge_exp}" zipper.bin.judge_train \
             --config "$(resolve_conf "${judge_config}")" \
             --train_units "${dumpdir}/units/${km}/${judge_train_set}" --train_text "data/${judge_train_set}" \
-            --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_text "data/${dev_set}"
+            --valid_units "${dumpdir}/units/${km}/${dev_set}" --valid_text "data/${dev_set}" \
+            ${judge_lexicon:+--lexicon "${judge_lexicon}"}
         log "  $(tail -n 1 "${judge_exp}/train.log")"
     fi
     for model_exp in ${zipper_exp} ${baseline_exp}; do
