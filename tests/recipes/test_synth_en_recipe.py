@@ -96,14 +96,15 @@ def test_stages_1_to_12_then_rerun_is_a_noop(tmp_path):
             u = units[utt]
             assert len(u) > 10 and u.min() >= 0 and u.max() < 8
         assert all(units.provenance[k] == speech_tokens.provenance[k] for k in INVENTORY_KEYS)
-    text_tokens = TokenList(recipe / "data" / "token_list" / "text_unigram40")
-    assert len(text_tokens) == 40 and text_tokens.provenance["kind"] == "text"
+    text_tokens = TokenList(recipe / "data" / "token_list" / "text_char40")  # run.sh: a character tokenizer
+    chars = {c for line in read_kv(recipe / "data/train_text/text").values() for c in line if c != " "}
+    assert len(text_tokens) == NUM_SPECIAL + 1 + len(chars) and text_tokens.provenance["kind"] == "text"
     assert f"speech tokens:    data/token_list/speech_{km_tag}/tokens.txt" in out
 
     # stages 7-10: towers, fused models, decodings of dev and test for both tasks and both models
     exp = recipe / "exp"
     towers = {p.name for p in exp.glob("tower_*")}
-    assert towers == {f"tower_speech_debug_{km_tag}", "tower_text_debug_text_unigram40"}
+    assert towers == {f"tower_speech_debug_{km_tag}", "tower_text_debug_text_char40"}
     for tower in towers:
         assert json.loads((exp / tower / "scores.json").read_text())["valid_ppl"] > 0
     for model in ("zipper_debug_train_paired_100pct", "vocabexp_debug_train_paired_100pct"):
@@ -126,8 +127,9 @@ def test_stages_1_to_12_then_rerun_is_a_noop(tmp_path):
     assert all("gates" in h and "asr_gain" in h["valid"] for h in history)
 
     # stage 12: ASR scored, TTS judged by the unit judge (gold and target), oracle rows, RESULTS.md
-    judge = exp / f"judge_debug_{km_tag}"
+    judge = exp / f"judge_debug_{km_tag}_lex"  # run.sh: it reads through the words of train_text
     assert (judge / ".done").exists() and (judge / "tokens.txt").read_text().startswith("<blank>\n")
+    assert yaml.safe_load((judge / "config.yaml").read_text())["lexicon"] == "data/train_text/text"
     for model in ("zipper_debug_train_paired_100pct", "vocabexp_debug_train_paired_100pct"):
         for name in ("dev", "test"):
             asr = json.loads((exp / model / "decode_asr_decode_debug" / name / "score_wer" / "score.json").read_text())

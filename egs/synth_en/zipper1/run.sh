@@ -18,11 +18,14 @@ set -euo pipefail
     --unit_encoder_config conf/unit_encoder_s.yaml \
     --kmeans_remove_position 0 \
     --n_clusters 256 \
-    --text_vocab_size 1000 \
+    --text_model_type char \
+    --text_vocab_size 36 \
     --speech_tower_config conf/tower_xs.yaml \
     --text_tower_config conf/tower_xs.yaml \
     --zipper_config conf/zipper_xs_rope.yaml \
     --baseline_config conf/vocabexp_xs.yaml \
+    --decode_config conf/decode_lexicon.yaml \
+    --judge_lexicon data/train_text/text \
     --vocoder_speaker fl-rms \
     --vocoder_train_set train_vocoder \
     --vocoder_parallel_set train_speech \
