@@ -197,7 +197,9 @@ class LexiconCTCDecoder:
 
 def read_lexicon(path: str | Path, normalizer: Normalizer) -> list[str]:
     """The words of a Kaldi text file, normalised as the judge's references are."""
-    words = sorted({w for text in read_kv(path).values() for w in normalizer(text).split()})
+    from zipper.inference.lexicon import read_words
+
+    words = sorted({w for word in read_words(path) for w in normalizer(word).split()})
     if not words:
         raise ValueError(f"{path}: no words for the judge's lexicon")
     return words
