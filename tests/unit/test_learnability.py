@@ -145,6 +145,23 @@ def test_ctc_aid_trains_on_its_weighted_loss_and_reports_the_next_token_loss():
     assert float(trained) == float(stats["loss"]) and "asr_ctc" not in stats
 
 
+def test_the_baseline_gets_the_same_ctc_aid_on_its_speech_positions():
+    text = fused("baseline").tower
+    tokenizer = type("Tok", (), {"bos_id": BOS, "eos_id": EOS, "pad_id": PAD})()
+    model = VocabExpansionModel(text, tokenizer, n_units=SPEECH_VOCAB - NUM_SPECIAL, ctc_weight=0.5).eval()
+    batch = pairs()
+    trained, stats, _ = model("asr", **batch)
+    assert float(trained) == pytest.approx(float(stats["loss"]) + 0.5 * float(stats["asr_ctc"]))
+    # the CTC head reads the decoder's states at <boa> u1 .. um <eoa>: as many as the speech rows' tokens
+    tokens = model.build("asr", **batch)[0]
+    states = model.speech_states(model.tower(tokens[:, :-1]).last_hidden, batch["speech_lengths"])
+    assert states.shape[1] == LENGTH + 2
+    loss, _ = model.ctc_loss(states, batch["speech_lengths"], batch["text"], batch["text_lengths"])
+    assert float(loss) == pytest.approx(0.5 * float(stats["asr_ctc"]), rel=1e-5)
+    trained, stats, _ = model("tts", **batch)
+    assert float(trained) == float(stats["loss"]) and "asr_ctc" not in stats
+
+
 def test_guided_attention_aid_is_a_training_loss_on_the_output_towers_attention():
     text, speech = fused("zipper").towers.values()
     model = ZipperModel({"text": text, "speech": speech}, {"text": 1, "speech": 1}, cross_heads=4,

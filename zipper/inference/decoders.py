@@ -21,6 +21,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from zipper.inference.ctc_prefix import CTCPrefixScorer
 from zipper.inference.graphs import DECODE_STEPS, StepRunner
 from zipper.inference.search import Constraint, SearchConfig, run_search
 from zipper.models.zipper import Memory, Segment, ZipperModel
@@ -161,8 +162,9 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
         else:
             rows = batch
         first = decoder.step(torch.full((rows, 1), bos[modality], dtype=torch.long, device=device))
+        prefix = zipper_ctc_scorer(model, memory, modality, eos[modality]) if config.ctc_weight > 0 else None
         hyps = run_search(decoder, first, eos[modality], config, allowed.get(modality), constraints.get(modality),
-                          inputs[0].lengths.tolist())
+                          inputs[0].lengths.tolist(), prefix)
         results[modality] = hyps
         if i < len(outputs) - 1:
             if config.method == "beam":
@@ -176,6 +178,32 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
             else:
                 memory[modality] = new
     return results
+
+
+def zipper_ctc_scorer(model: ZipperModel, memory: dict[str, Memory], modality: str, eos: int) -> CTCPrefixScorer:
+    """The CTC head's reading of the speech memory, for joint decoding of text (decode config `ctc_weight`)."""
+    if model.ctc is None or modality != "text" or "speech" not in memory:
+        raise ValueError("decode config ctc_weight > 0: joint CTC scoring is for text after speech (ASR) with a "
+                         "Zipper trained with an auxiliary CTC head (ctc_weight in its preset); this one "
+                         f"{'has none' if model.ctc is None else f'decodes {modality}'}")
+    speech = memory["speech"]
+    log_probs = model.ctc.log_softmax(speech.states[-1])  # (B, S, V_text), blank = 0 = <pad>
+    return CTCPrefixScorer(log_probs, speech.mask.sum(dim=1), blank=0, eos=eos)
+
+
+def vocab_expansion_ctc_scorer(model, task: str, hidden: torch.Tensor, prompt_lengths: Sequence[int]
+                               ) -> CTCPrefixScorer:
+    """The baseline's CTC head on its left-padded ASR prompts' states at <boa> u1 .. um <eoa> (hidden (B, P, D))."""
+    if getattr(model, "ctc", None) is None or task != "asr":
+        raise ValueError("decode config ctc_weight > 0: joint CTC scoring is for ASR with a model trained with an "
+                         f"auxiliary CTC head (ctc_weight in its preset); this one "
+                         f"{'has none' if getattr(model, 'ctc', None) is None else f'decodes {task}'}")
+    start = len(model.task_prefix("asr", hidden.device))
+    lengths = torch.tensor([n - start for n in prompt_lengths], device=hidden.device)
+    states = hidden.new_zeros(hidden.shape[0], int(lengths.max()), hidden.shape[2])  # (B, S, D), right-padded
+    for i, n in enumerate(lengths.tolist()):
+        states[i, :n] = hidden[i, hidden.shape[1] - n:]
+    return CTCPrefixScorer(model.ctc.log_softmax(states), lengths, blank=0, eos=model.eos, vocab=model.vocab_size)
 
 
 class ZipperRecomputeDecoder:
@@ -262,8 +290,10 @@ class VocabExpansionDecoder:
         self.prompt_len = longest
         self.source = torch.arange(len(prompts))  # which prompt each row continues
         self.cache = self.tower.new_cache(len(prompts), longest + max_len + 1)
-        self.first_logits = self.tower(tokens, positions=self.positions, key_padding_mask=self.mask,
-                                       cache=self.cache, logits_to_keep=1).logits[:, -1]
+        out = self.tower(tokens, positions=self.positions, key_padding_mask=self.mask, cache=self.cache,
+                         logits_to_keep=1)
+        self.first_logits = out.logits[:, -1]
+        self.prompt_hidden = out.last_hidden  # (B, P, D): for the CTC aid's scorer
         self.next_position = self.positions[:, -1:] + 1  # (B, 1)
 
     @torch.no_grad()
@@ -299,13 +329,16 @@ def decode_vocab_expansion(model, task: str, rows: Sequence[torch.Tensor], confi
         allowed = allowed_tokens(vocab, model.text_vocab, model.text_vocab + model.n_units, [model.eoa], device)
         eos = model.eoa
     decoder = VocabExpansionDecoder(model, prompts, config.max_len)
+    prefix = None
+    if config.ctc_weight > 0:
+        prefix = vocab_expansion_ctc_scorer(model, task, decoder.prompt_hidden, [len(p) for p in prompts])
     first = decoder.first_logits
     if config.method == "sample" and config.nbest > 1:
         index = torch.arange(len(rows), device=device).repeat_interleave(config.nbest)
         decoder.reorder(index)
         first = decoder.first_logits
     hyps = run_search(decoder, first, eos, config, allowed, constraint if task == "asr" else None,
-                      [len(r) for r in rows])
+                      [len(r) for r in rows], prefix)
     if task == "tts":
         hyps = [[t - model.text_vocab for t in h] for h in hyps]
     return hyps

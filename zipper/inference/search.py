@@ -39,9 +39,18 @@ class SearchConfig:
     stop_check_every: int = 0  # greedy/sample: steps between end checks (0: 1 on CPU, 8 on an accelerator)
     lexicon: str = ""  # text: a Kaldi text file whose words are the only ones the search may spell ("": any)
     max_len_ratio: float = 0.0  # at most ratio x the input's length + 5 tokens (ESPnet's maxlenratio; 0: max_len)
+    ctc_weight: float = 0.0  # beam: (1 - w) x attention + w x the model's CTC prefix score (ESPnet's ctc_weight)
 
 
 Constraint = Callable[[torch.Tensor], torch.Tensor]  # generated ids (N, t) -> allowed next ids (N, V' <= V)
+
+
+class PrefixScorer(Protocol):
+    """A second opinion on each next token given the whole input (zipper.inference.ctc_prefix)."""
+
+    def scores(self, history: torch.Tensor) -> torch.Tensor: ...  # (N, t) -> (N, V) log-probability increments
+
+    def select(self, flat: torch.Tensor) -> None: ...  # (B, k) the kept candidates, ids over (rows, V)
 
 
 def check_interval(every: int, device: torch.device) -> int:
@@ -119,16 +128,27 @@ def sample(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, co
 
 def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
                 allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None,
-                limits: Optional[Sequence[int]] = None) -> list[list[int]]:
+                limits: Optional[Sequence[int]] = None, prefix: Optional[PrefixScorer] = None) -> list[list[int]]:
     """Best hypothesis per row; the decoder's rows are expanded to B * beam (reorder) inside.
 
     limits: the most tokens per row (else config.max_len): a row stops there, taking its best ended hypothesis,
-    or its best alive one if none ended.  Without them one row whose beams keep spelling holds up the batch."""
+    or its best alive one if none ended.  Without them one row whose beams keep spelling holds up the batch.
+    prefix: scores mixed in with weight config.ctc_weight before each pruning (joint CTC/attention decoding)."""
     b, v = first_logits.shape
     k = config.beam_size
     device = first_logits.device
-    logp = restrict(first_logits, allowed, constraint).float().log_softmax(-1)  # (B, V)
+
+    def joint(logp: torch.Tensor, history: torch.Tensor) -> torch.Tensor:
+        logp = logp.masked_fill(logp.isnan(), float("-inf"))  # a row with nothing allowed: topk ranks NaN first
+        if prefix is None:
+            return logp
+        return (1 - config.ctc_weight) * logp + config.ctc_weight * prefix.scores(history).to(logp)
+
+    logp = joint(restrict(first_logits, allowed, constraint).float().log_softmax(-1),
+                 first_logits.new_zeros(b, 0, dtype=torch.long))  # (B, V)
     scores, tokens = logp.topk(k, dim=-1)  # (B, k)
+    if prefix is not None:
+        prefix.select(tokens)
     decoder.reorder(torch.arange(b, device=device).repeat_interleave(k))
     history = tokens.reshape(b * k, 1)
     finished: list[list[tuple[float, list[int]]]] = [[] for _ in range(b)]
@@ -155,10 +175,12 @@ def beam_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: in
         if all(len(f) >= k for f in finished) or bool(torch.isinf(alive).all()):
             break
         last = history[:, -1:].masked_fill(history[:, -1:] == eos, eos)
-        logp = restrict(decoder.step(last), allowed, constraint, history).float().log_softmax(-1)  # (B*k, V)
-        logp = logp.masked_fill(logp.isnan(), float("-inf"))  # a row with nothing allowed: topk ranks NaN first
+        logp = joint(restrict(decoder.step(last), allowed, constraint, history).float().log_softmax(-1),
+                     history)  # (B*k, V)
         total = (alive[:, None] + logp).reshape(b, k * v)
         scores, flat = total.topk(k, dim=-1)  # (B, k)
+        if prefix is not None:
+            prefix.select(flat)
         parent = flat // v + (torch.arange(b, device=device) * k)[:, None]
         token = flat % v
         parent, token, scores = parent.reshape(-1), token.reshape(-1), scores.reshape(-1)
@@ -183,13 +205,18 @@ def take_best_alive(finished: list[tuple[float, list[int]]], alive: torch.Tensor
 
 def run_search(decoder: IncrementalDecoder, first_logits: torch.Tensor, eos: int, config: SearchConfig,
                allowed: Optional[torch.Tensor] = None, constraint: Optional[Constraint] = None,
-               input_lengths: Optional[Sequence[int]] = None) -> list[list[int]]:
-    """input_lengths: per row, the length of what it is conditioned on (for config.max_len_ratio)."""
+               input_lengths: Optional[Sequence[int]] = None, prefix: Optional[PrefixScorer] = None
+               ) -> list[list[int]]:
+    """input_lengths: per row, the length of what it is conditioned on (for config.max_len_ratio); prefix: the
+    CTC prefix scorer when config.ctc_weight > 0 (beam search only)."""
     limits = None
     if config.max_len_ratio > 0 and input_lengths is not None:
         limits = [min(config.max_len, math.ceil(config.max_len_ratio * n) + 5) for n in input_lengths]
     if config.method == "beam":
-        return beam_search(decoder, first_logits, eos, config, allowed, constraint, limits)
+        return beam_search(decoder, first_logits, eos, config, allowed, constraint, limits, prefix)
+    if prefix is not None:
+        raise ValueError(f"ctc_weight {config.ctc_weight}: joint CTC scoring needs method 'beam', not "
+                         f"'{config.method}'")
     if limits:  # greedy and sampling step the batch together: the longest row's limit
         config = dataclasses.replace(config, max_len=max(limits))
     if config.method == "greedy":

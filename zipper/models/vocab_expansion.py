@@ -8,6 +8,8 @@ Sequences, with the task tags our token lists reserve (<asr>, <tts>; an HF token
 The original text embeddings (and, tied to them, the text softmax) are kept as they were at initialisation;
 the new rows are initialised from the text embeddings' statistics ("mean": their mean plus noise of their
 std; "normal": N(0, their std)).
+ctc_weight > 0: the Zipper's auxiliary CTC aid, here on the decoder's last states at <boa> u1 .. um <eoa> of ASR
+rows, so that a comparison with a CTC-aided Zipper stays fair (and joint CTC/attention decoding works alike).
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ def expanded_rows(old: torch.Tensor, n_new: int, init: str, generator: torch.Gen
 
 class VocabExpansionModel(nn.Module):
     def __init__(self, tower: nn.Module, tokenizer: Any, n_units: int, init: str = "mean", seed: int = 0,
-                 use_task_tags: Optional[bool] = None):
+                 use_task_tags: Optional[bool] = None, ctc_weight: float = 0.0):
         super().__init__()
         self.tower = tower
         self.text_vocab = tower.vocab_size
@@ -48,6 +50,11 @@ class VocabExpansionModel(nn.Module):
         self.use_task_tags = (type(tokenizer).__name__ == "TextTokenizer") if use_task_tags is None else use_task_tags
         generator = torch.Generator().manual_seed(seed)
         self._expand(n_units + 2, init, generator)
+        self.ctc_weight = ctc_weight
+        self.ctc = None
+        if ctc_weight > 0:
+            from espnet2.asr.ctc import CTC
+            self.ctc = CTC(self.text_vocab, tower.d_model)  # over the text ids; blank = 0 = <pad>, never a target
 
     def _expand(self, n_new: int, init: str, generator: torch.Generator) -> None:
         embed = self.tower.embed
@@ -109,23 +116,45 @@ class VocabExpansionModel(nn.Module):
         return tokens, lengths, torch.tensor(prompts, device=speech.device)
 
     def task_loss(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
-                  text_lengths: torch.Tensor, history: Optional[torch.Tensor] = None
-                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  text_lengths: torch.Tensor, history: Optional[torch.Tensor] = None,
+                  ctc_states: Optional[list[torch.Tensor]] = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Summed nll, correct predictions and count over the target part of each row.  history: the target
-        side's noisy input (--history_noise; the text for ASR, the units for TTS), read instead of it."""
+        side's noisy input (--history_noise; the text for ASR, the units for TTS), read instead of it;
+        ctc_states: a list that receives the ASR rows' speech states (for the CTC aid)."""
         tokens, lengths, prompts = self.build(task, speech, speech_lengths, text, text_lengths)
         read = tokens
         if history is not None:  # the same rows with the target side's tokens replaced: lengths and prompts stay
             noisy_speech, noisy_text = (speech, history) if task == "asr" else (history, text)
             read = self.build(task, noisy_speech, speech_lengths, noisy_text, text_lengths)[0]
-        logits = self.tower(read[:, :-1]).logits  # (B, T-1, V)
+        out = self.tower(read[:, :-1])
+        if ctc_states is not None:
+            ctc_states.append(self.speech_states(out.last_hidden, speech_lengths))
         # predict only the target part: positions from prompt-1 on (position p predicts token p+1)
         keep = torch.arange(tokens.shape[1] - 1, device=tokens.device)[None, :] >= (prompts - 1)[:, None]
-        return next_token_loss(logits, tokens, lengths, keep)
+        return next_token_loss(out.logits, tokens, lengths, keep)
+
+    def speech_states(self, hidden: torch.Tensor, speech_lengths: torch.Tensor) -> torch.Tensor:
+        """ASR rows' states (B, T, D) -> those at <boa> u1 .. um <eoa> (B, S, D): as many as the speech rows
+        <bos> u1 .. um <eos> have (speech_lengths), right-padded."""
+        start = len(self.task_prefix("asr", hidden.device))  # <boa>'s position
+        return hidden[:, start:start + int(speech_lengths.max())]
+
+    def ctc_loss(self, states: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
+                 text_lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(ctc_weight x CTC loss per text token, stats), as ZipperModel.ctc_loss."""
+        targets, target_lengths = text[:, 1:-1], text_lengths - 2  # <bos> t1 .. tn <eos> -> t1 .. tn
+        per_batch = self.ctc(states, speech_lengths, targets, target_lengths)  # summed over tokens, / batch size
+        per_token = per_batch * states.shape[0] / target_lengths.sum().clamp(min=1)
+        return self.ctc_weight * per_token, {"asr_ctc": per_token.detach()}
 
     def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
                 text_lengths: torch.Tensor, measure_gain: bool = False, history: Optional[torch.Tensor] = None,
                 **_) -> tuple[torch.Tensor, dict, torch.Tensor]:
-        """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain)."""
-        return task_forward(functools.partial(self.task_loss, history=history), task, speech, speech_lengths, text,
-                            text_lengths, measure_gain, mismatched_loss=self.task_loss)
+        """Mean loss of `task` on the batch; measure_gain: also the loss on mismatched pairs (audio_gain); ASR
+        batches add ctc_weight x the CTC loss to the loss trained on, when configured."""
+        states: list[torch.Tensor] = []
+        use_ctc = self.ctc is not None and task == "asr"
+        matched = functools.partial(self.task_loss, history=history, ctc_states=states if use_ctc else None)
+        aux = (lambda: self.ctc_loss(states[0], speech_lengths, text, text_lengths)) if use_ctc else None
+        return task_forward(matched, task, speech, speech_lengths, text, text_lengths, measure_gain, aux,
+                            mismatched_loss=self.task_loss)
