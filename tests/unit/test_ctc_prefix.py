@@ -112,3 +112,14 @@ def test_the_baselines_joint_decoding_reads_each_left_padded_prompt_as_if_alone(
     assert all(NUM_SPECIAL <= t < 16 for h in hyps for t in h)  # text ids only (no blank, no units)
     assert hyps == [decode_vocab_expansion(model, "asr", [s], config)[0] for s in speech]
     assert hyps != decode_vocab_expansion(model, "asr", speech, SearchConfig(method="beam", beam_size=3, max_len=6))
+
+
+def test_one_decode_config_serves_models_without_a_ctc_head(caplog):
+    from zipper.inference.api import with_usable_ctc
+
+    configs = {"text": SearchConfig(method="beam", ctc_weight=0.5), "speech": SearchConfig()}
+    assert with_usable_ctc(zipper(0.3), configs) is configs
+    with caplog.at_level("WARNING"):
+        used = with_usable_ctc(zipper(0.0), configs)
+    assert used["text"].ctc_weight == 0.0 and used["text"].beam_size == configs["text"].beam_size
+    assert "has no CTC head" in caplog.text

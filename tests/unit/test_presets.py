@@ -53,7 +53,8 @@ def test_the_default_and_its_paper_faithful_twin_differ_only_in_cross_attention_
     assert default == paper
     baseline = load(CONF / "vocabexp_xs.yaml")  # the same budget for the baseline
     assert baseline["max_epoch"] * baseline["num_iters_per_epoch"] == default["max_epoch"] * default["num_iters_per_epoch"]
-    assert baseline["history_noise"] == default["history_noise"] == {"asr": 0.2}  # the same training aid
+    assert baseline["history_noise"] == default["history_noise"] == {"asr": 0.2}  # the same training aids
+    assert baseline["model_conf"]["ctc_weight"] == default["model_conf"]["ctc_weight"] == 0.3
 
 
 @pytest.mark.parametrize("path", presets("tower_"), ids=lambda p: p.name)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import logging
 import os
 from pathlib import Path
@@ -94,6 +95,7 @@ def decode_batch(model, tokenizer, train_args, configs: dict[str, SearchConfig],
     from zipper.inference.decoders import allowed_tokens, decode_vocab_expansion, decode_zipper
     from zipper.models.zipper import Segment
 
+    configs = with_usable_ctc(model, configs)
     constraints = {"text": text_constraint(tokenizer, configs["text"])} if configs["text"].lexicon else {}
     if train_args.model == "vocab_expansion":
         rows = [torch.from_numpy(r).to(device) for r in (speech if task == "asr" else text)]
@@ -117,6 +119,23 @@ def decode_batch(model, tokenizer, train_args, configs: dict[str, SearchConfig],
     if "speech" in hyps:
         hyps["speech"] = [[t - NUM_SPECIAL for t in h] for h in hyps["speech"]]
     return hyps
+
+
+def with_usable_ctc(model, configs: dict[str, SearchConfig]) -> dict[str, SearchConfig]:
+    """A decode config's text ctc_weight applies to models trained with a CTC head; one decode config serves
+    every preset of a recipe (the study, the paper-faithful twin), so a model without one decodes by attention
+    alone, with a warning, rather than failing."""
+    text = configs["text"]
+    if text.ctc_weight <= 0 or getattr(model, "ctc", None) is not None:
+        return configs
+    warn_once(f"decode config text ctc_weight {text.ctc_weight}: this {type(model).__name__} has no CTC head "
+              f"(no ctc_weight in its preset); decoding by attention alone")
+    return {**configs, "text": dataclasses.replace(text, ctc_weight=0.0)}
+
+
+@functools.lru_cache(maxsize=None)
+def warn_once(message: str) -> None:
+    logger.warning(message)
 
 
 def text_constraint(tokenizer, config: SearchConfig):
