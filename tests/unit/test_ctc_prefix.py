@@ -71,6 +71,23 @@ def test_the_ctc_prefix_score_steers_the_beam_to_what_the_audio_spells():
     assert plain != targets
 
 
+def test_hypotheses_longer_than_the_input_are_scored_not_crashed_on():
+    log_probs = posteriors([[5, 3], [4]], frames=4)  # 4 frames; the uniform decoder may spell up to 9 tokens
+    scorer = CTCPrefixScorer(log_probs, torch.tensor([4, 3]), BLANK, EOS, max_len=9)
+    config = SearchConfig(method="beam", beam_size=2, max_len=9, ctc_weight=0.5)
+    allowed = torch.ones(V, dtype=torch.bool)
+    allowed[BLANK] = False
+    assert run_search(UniformDecoder(), torch.zeros(2, V), EOS, config, allowed, prefix=scorer) == [[5, 3], [4]]
+    scorer = CTCPrefixScorer(log_probs[:1], torch.tensor([4]), BLANK, EOS, max_len=9)
+    history = torch.zeros(1, 0, dtype=torch.long)
+    total = 0.0
+    for _ in range(7):  # a prefix of 7 tokens over 4 frames
+        total += float(scorer.scores(history)[0, 3])
+        scorer.select(torch.tensor([[3]]))
+        history = torch.cat([history, torch.tensor([[3]])], dim=1)
+    assert total < -1e6  # probability 0
+
+
 def test_joint_scoring_is_refused_without_a_beam():
     scorer = CTCPrefixScorer(posteriors([[3]], frames=4), torch.tensor([4]), BLANK, EOS)
     with pytest.raises(ValueError, match="needs method 'beam'"):

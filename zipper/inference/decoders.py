@@ -162,7 +162,8 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
         else:
             rows = batch
         first = decoder.step(torch.full((rows, 1), bos[modality], dtype=torch.long, device=device))
-        prefix = zipper_ctc_scorer(model, memory, modality, eos[modality]) if config.ctc_weight > 0 else None
+        prefix = (zipper_ctc_scorer(model, memory, modality, eos[modality], config.max_len) if config.ctc_weight > 0
+                  else None)
         hyps = run_search(decoder, first, eos[modality], config, allowed.get(modality), constraints.get(modality),
                           inputs[0].lengths.tolist(), prefix)
         results[modality] = hyps
@@ -180,7 +181,8 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
     return results
 
 
-def zipper_ctc_scorer(model: ZipperModel, memory: dict[str, Memory], modality: str, eos: int) -> CTCPrefixScorer:
+def zipper_ctc_scorer(model: ZipperModel, memory: dict[str, Memory], modality: str, eos: int, max_len: int
+                      ) -> CTCPrefixScorer:
     """The CTC head's reading of the speech memory, for joint decoding of text (decode config `ctc_weight`)."""
     if model.ctc is None or modality != "text" or "speech" not in memory:
         raise ValueError("decode config ctc_weight > 0: joint CTC scoring is for text after speech (ASR) with a "
@@ -188,11 +190,11 @@ def zipper_ctc_scorer(model: ZipperModel, memory: dict[str, Memory], modality: s
                          f"{'has none' if model.ctc is None else f'decodes {modality}'}")
     speech = memory["speech"]
     log_probs = model.ctc.log_softmax(speech.states[-1])  # (B, S, V_text), blank = 0 = <pad>
-    return CTCPrefixScorer(log_probs, speech.mask.sum(dim=1), blank=0, eos=eos)
+    return CTCPrefixScorer(log_probs, speech.mask.sum(dim=1), blank=0, eos=eos, max_len=max_len)
 
 
-def vocab_expansion_ctc_scorer(model, task: str, hidden: torch.Tensor, prompt_lengths: Sequence[int]
-                               ) -> CTCPrefixScorer:
+def vocab_expansion_ctc_scorer(model, task: str, hidden: torch.Tensor, prompt_lengths: Sequence[int],
+                               max_len: int) -> CTCPrefixScorer:
     """The baseline's CTC head on its left-padded ASR prompts' states at <boa> u1 .. um <eoa> (hidden (B, P, D))."""
     if getattr(model, "ctc", None) is None or task != "asr":
         raise ValueError("decode config ctc_weight > 0: joint CTC scoring is for ASR with a model trained with an "
@@ -203,7 +205,8 @@ def vocab_expansion_ctc_scorer(model, task: str, hidden: torch.Tensor, prompt_le
     states = hidden.new_zeros(hidden.shape[0], int(lengths.max()), hidden.shape[2])  # (B, S, D), right-padded
     for i, n in enumerate(lengths.tolist()):
         states[i, :n] = hidden[i, hidden.shape[1] - n:]
-    return CTCPrefixScorer(model.ctc.log_softmax(states), lengths, blank=0, eos=model.eos, vocab=model.vocab_size)
+    return CTCPrefixScorer(model.ctc.log_softmax(states), lengths, blank=0, eos=model.eos, vocab=model.vocab_size,
+                           max_len=max_len)
 
 
 class ZipperRecomputeDecoder:
@@ -331,7 +334,8 @@ def decode_vocab_expansion(model, task: str, rows: Sequence[torch.Tensor], confi
     decoder = VocabExpansionDecoder(model, prompts, config.max_len)
     prefix = None
     if config.ctc_weight > 0:
-        prefix = vocab_expansion_ctc_scorer(model, task, decoder.prompt_hidden, [len(p) for p in prompts])
+        prefix = vocab_expansion_ctc_scorer(model, task, decoder.prompt_hidden, [len(p) for p in prompts],
+                                            config.max_len)
     first = decoder.first_logits
     if config.method == "sample" and config.nbest > 1:
         index = torch.arange(len(rows), device=device).repeat_interleave(config.nbest)
