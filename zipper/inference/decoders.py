@@ -181,13 +181,19 @@ def decode_zipper(model: ZipperModel, inputs: Sequence[Segment], outputs: Sequen
     return results
 
 
+def missing_ctc_head(model, what: str) -> ValueError:
+    """Decode config ctc_weight > 0 where joint CTC scoring cannot apply."""
+    why = "has none" if getattr(model, "ctc", None) is None else what
+    return ValueError(f"decode config ctc_weight > 0: joint CTC scoring is for ASR (text after speech) with a model "
+                      f"trained with an auxiliary CTC head (ctc_weight in its preset); this {type(model).__name__} "
+                      f"{why}")
+
+
 def zipper_ctc_scorer(model: ZipperModel, memory: dict[str, Memory], modality: str, eos: int, max_len: int
                       ) -> CTCPrefixScorer:
     """The CTC head's reading of the speech memory, for joint decoding of text (decode config `ctc_weight`)."""
     if model.ctc is None or modality != "text" or "speech" not in memory:
-        raise ValueError("decode config ctc_weight > 0: joint CTC scoring is for text after speech (ASR) with a "
-                         "Zipper trained with an auxiliary CTC head (ctc_weight in its preset); this one "
-                         f"{'has none' if model.ctc is None else f'decodes {modality}'}")
+        raise missing_ctc_head(model, f"decodes {modality}")
     speech = memory["speech"]
     log_probs = model.ctc.log_softmax(speech.states[-1])  # (B, S, V_text), blank = 0 = <pad>
     return CTCPrefixScorer(log_probs, speech.mask.sum(dim=1), blank=0, eos=eos, max_len=max_len)
@@ -197,9 +203,7 @@ def vocab_expansion_ctc_scorer(model, task: str, hidden: torch.Tensor, prompt_le
                                max_len: int) -> CTCPrefixScorer:
     """The baseline's CTC head on its left-padded ASR prompts' states at <boa> u1 .. um <eoa> (hidden (B, P, D))."""
     if getattr(model, "ctc", None) is None or task != "asr":
-        raise ValueError("decode config ctc_weight > 0: joint CTC scoring is for ASR with a model trained with an "
-                         f"auxiliary CTC head (ctc_weight in its preset); this one "
-                         f"{'has none' if getattr(model, 'ctc', None) is None else f'decodes {task}'}")
+        raise missing_ctc_head(model, f"decodes {task}")
     start = len(model.task_prefix("asr", hidden.device))
     lengths = torch.tensor([n - start for n in prompt_lengths], device=hidden.device)
     states = hidden.new_zeros(hidden.shape[0], int(lengths.max()), hidden.shape[2])  # (B, S, D), right-padded
