@@ -167,6 +167,22 @@ def test_show_results_tables_and_study_plot(tmp_path):
     assert "![WER vs aligned fraction](images/wer_vs_aligned.png)" in text
 
 
+def test_each_search_of_an_experiment_gets_its_own_study_row(tmp_path):
+    exp = tmp_path / "exp"
+    for name, wer in (("zipper_s_train_paired_100pct", 30.0), ("vocabexp_s_train_paired_100pct", 31.0)):
+        fake_fusion_exp(exp, name, "train_paired_100pct", [], wer, 60.0)
+        again = exp / name / "decode_asr_decode_att" / "test" / "score_wer"  # the same model, another search
+        again.mkdir(parents=True)
+        atomic_write_json(again / "score.json", {"task": "asr", "set": "test", "wer": wer + 40, "Snt": 4, "Wrd": 20,
+                                                 "Corr": 50.0, "Sub": 30.0, "Del": 20.0, "Ins": 0.0, "Err": wer + 40,
+                                                 "S.Err": 100.0})
+    text = show_results.main(["--exp_root", str(exp), "--output", str(tmp_path / "RESULTS.md")])
+    assert "|ASR|test, decode_asr_decode|`zipper_s`|30.00|" in text
+    assert "|ASR|test, decode_asr_decode_att|`zipper_s`|70.00|" in text
+    assert "|ASR|test, decode_asr_decode_att|`vocabexp_s`|71.00|" in text
+    assert "|TTS|test|`zipper_s`|60.00|" in text  # one search for TTS: the set alone
+
+
 def test_history_of_runs_shares_whole_options_only(tmp_path):
     from zipper.scoring.results import history_of_runs
 
