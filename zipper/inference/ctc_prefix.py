@@ -21,14 +21,14 @@ class CTCPrefixScorer:
     log_probs (B, T, V): per input, the CTC head's log-posteriors over the output vocabulary (blank included);
     lengths (B,): real frames per input; vocab: the search's vocabulary when larger than the CTC head's (the
     baseline's text ids come first in its expanded vocabulary; the rest scores -inf); max_len: the longest
-    hypothesis the search may make (a prefix longer than the input has probability 0, but must still be scored).  The search calls
-    `scores(history)` before each pruning, then `select(flat)` with what it kept."""
+    hypothesis the search may make (a prefix longer than the input has probability 0, but must still be scored).
+    The search calls `scores(history)` before each pruning, then `select(flat)` with what it kept."""
 
     def __init__(self, log_probs: torch.Tensor, lengths: torch.Tensor, blank: int, eos: int, vocab: int = 0,
                  max_len: int = 0):
         b, t, o = log_probs.shape
-        if t < max_len + 1:  # ESPnet's scorer cannot extend a prefix longer than the input; past its end a frame
-            # is blank for sure, which changes no probability (each input's own end is lengths - 1)
+        if t < max_len + 1:  # ESPnet's scorer cannot extend a prefix longer than the input; it makes every frame
+            # past an input's length blank for sure, which changes no probability (an input's end is lengths - 1)
             log_probs = torch.cat([log_probs, log_probs.new_zeros(b, max_len + 1 - t, o)], dim=1)
         self.scorer = CTCPrefixScoreTH(log_probs.float().clone(), lengths, blank, eos)
         self.odim = log_probs.shape[-1]
