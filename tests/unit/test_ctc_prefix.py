@@ -140,3 +140,4 @@ def test_one_decode_config_serves_models_without_a_ctc_head(caplog):
         used = with_usable_ctc(zipper(0.0), configs)
     assert used["text"].ctc_weight == 0.0 and used["text"].beam_size == configs["text"].beam_size
     assert "has no CTC head" in caplog.text
+
