@@ -360,20 +360,22 @@ def mark_significance(points: StudyPoints) -> dict[tuple[str, str], str]:
 def section_study(fusion: list[dict], test_sets: Sequence[str] | None, out_dir: Path) -> str:
     """Systems trained on several aligned fractions: table and plot of WER against the fraction, each WER with
     its bootstrap interval and each Zipper cell marked by its significance against the baseline."""
-    scored = [(task, f, s, s["decode_dir"] / score) for f in fusion if f["pct"] is not None
-              for task, key, score, wer in (("ASR", "asr", "score_wer", "wer"), ("TTS", "tts", "score_unit_gold", ""))
+    # (task, set, search: its decode dir's name, experiment, WER, where its per-utterance scores are)
+    scored = [(task, s["set"], s["decode_dir"].parent.name, f, s[wer], s["decode_dir"] / score)
+              for f in fusion if f["pct"] is not None
+              for task, key, score, wer in (("ASR", "asr", "score_wer", "wer"),
+                                            ("TTS", "tts", "score_unit_gold", "wer_gold"))
               for s in f[key] if task == "ASR" or s["judge"] == "unit"]
     # an experiment decoded with several search settings: each its own row, named by its decode dir, so that one
     # does not silently stand for another and each is compared with the baseline decoded the same way
-    searches = {task: {score.parent.parent.name for t, _, _, score in scored if t == task} for task in ("ASR", "TTS")}
-    points: StudyPoints = {}
-    for task, f, s, score in scored:
-        label = s["set"] if len(searches[task]) < 2 else f"{s['set']}, {score.parent.parent.name}"
-        points.setdefault((task, label, f["system"]), {})[f["pct"]] = study_cell(
-            s["wer"] if task == "ASR" else s["wer_gold"], f["model"], score)
-    sets = sorted({key[1].split(", ")[0] for key in points})
+    searches = {task: {search for t, _, search, *_ in scored if t == task} for task in ("ASR", "TTS")}
+    sets = sorted({name for _, name, *_ in scored})
     wanted = list(test_sets) if test_sets else [s for s in sets if s != "dev"] or sets
-    points = {k: v for k, v in points.items() if k[1].split(", ")[0] in wanted}
+    points: StudyPoints = {}
+    for task, name, search, f, wer, score in scored:
+        if name in wanted:
+            label = name if len(searches[task]) < 2 else f"{name}, {search}"
+            points.setdefault((task, label, f["system"]), {})[f["pct"]] = study_cell(wer, f["model"], score)
     fractions = sorted({p for v in points.values() for p in v})
     if not fractions or len(points) < 2:  # one fraction still gets its intervals and significance, not a plot
         return ""
