@@ -72,5 +72,15 @@ def task_forward(task_loss: Callable, task: str, speech: torch.Tensor, speech_le
     return trained, stats, count.detach()
 
 
+def transcript_ctc_loss(ctc: nn.Module, weight: float, states: torch.Tensor, state_lengths: torch.Tensor,
+                        text: torch.Tensor, text_lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """The auxiliary CTC aid of both fused models: (weight x CTC loss per text token, stats) of the transcript
+    (text rows <bos> t1 .. tn <eos>, read without <bos>/<eos>) off speech states (B, S, D) with ESPnet's CTC."""
+    targets, target_lengths = text[:, 1:-1], text_lengths - 2
+    per_batch = ctc(states, state_lengths, targets, target_lengths)  # summed over tokens, / batch size
+    per_token = per_batch * states.shape[0] / target_lengths.sum().clamp(min=1)
+    return weight * per_token, {"asr_ctc": per_token.detach()}
+
+
 def perplexity(mean_nll: float) -> float:
     return math.exp(min(mean_nll, 700.0))

@@ -21,7 +21,7 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from zipper.models.lm import next_token_loss, task_forward
+from zipper.models.lm import next_token_loss, task_forward, transcript_ctc_loss
 from zipper.tokens.token_list import ASR, NUM_SPECIAL, TTS
 
 logger = logging.getLogger(__name__)
@@ -141,11 +141,8 @@ class VocabExpansionModel(nn.Module):
 
     def ctc_loss(self, states: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
                  text_lengths: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(ctc_weight x CTC loss per text token, stats), as ZipperModel.ctc_loss."""
-        targets, target_lengths = text[:, 1:-1], text_lengths - 2  # <bos> t1 .. tn <eos> -> t1 .. tn
-        per_batch = self.ctc(states, speech_lengths, targets, target_lengths)  # summed over tokens, / batch size
-        per_token = per_batch * states.shape[0] / target_lengths.sum().clamp(min=1)
-        return self.ctc_weight * per_token, {"asr_ctc": per_token.detach()}
+        """(ctc_weight x CTC loss per text token, stats) off the states at <boa> u1 .. um <eoa> (speech_states)."""
+        return transcript_ctc_loss(self.ctc, self.ctc_weight, states, speech_lengths, text, text_lengths)
 
     def forward(self, task: str, speech: torch.Tensor, speech_lengths: torch.Tensor, text: torch.Tensor,
                 text_lengths: torch.Tensor, measure_gain: bool = False, history: Optional[torch.Tensor] = None,

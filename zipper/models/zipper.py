@@ -33,7 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from zipper.models.gated_cross_attention import CrossMemory, GatedCrossAttention
-from zipper.models.lm import next_token_loss, task_forward
+from zipper.models.lm import next_token_loss, task_forward, transcript_ctc_loss
 
 logger = logging.getLogger(__name__)
 
@@ -317,11 +317,7 @@ class ZipperModel(nn.Module):
         """(ctc_weight x CTC loss per text token, stats): the transcript (without <bos>/<eos>) read off the
         speech tower's states at its last cross-attention layer - the states the text side attends to."""
         states = speech.states[-1]  # (B, S, d_speech), <bos> .. <eos> included
-        lengths = speech.mask.sum(dim=1)
-        targets, target_lengths = text[:, 1:-1], text_lengths - 2  # <bos> t1 .. tn <eos> -> t1 .. tn
-        per_batch = self.ctc(states, lengths, targets, target_lengths)  # summed over tokens, / batch size
-        per_token = per_batch * states.shape[0] / target_lengths.sum().clamp(min=1)
-        return self.ctc_weight * per_token, {"asr_ctc": per_token.detach()}
+        return transcript_ctc_loss(self.ctc, self.ctc_weight, states, speech.mask.sum(dim=1), text, text_lengths)
 
     def optimizer_groups(self, lr: float) -> list[dict]:
         """Gates at lr * gate_lr_scale: a zero-initialised scalar gate opens only as fast as its learning rate
